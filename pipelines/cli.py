@@ -1,0 +1,100 @@
+"""gristmill command line: run, validate, stats."""
+
+import argparse
+import sys
+
+from pipelines import __version__
+
+
+def _load(args) -> "ReleaseConfig":  # noqa: F821
+    from pipelines.config import load_config
+
+    overrides = {}
+    if getattr(args, "runner", None):
+        overrides["runner.kind"] = args.runner
+    if getattr(args, "workers", None):
+        overrides["runner.workers"] = args.workers
+    if getattr(args, "address", None):
+        overrides["runner.address"] = args.address
+    if getattr(args, "output", None):
+        overrides["output"] = args.output
+    return load_config(args.config, overrides)
+
+
+def cmd_validate(args) -> int:
+    cfg = _load(args)
+    print(f"{args.config}: OK (release {cfg.release}, stages: {', '.join(cfg.stages.enabled())}, "
+          f"config sha256 {cfg.content_hash()[:12]})")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from pipelines import stats
+    from pipelines.release import ShardFailures, plan, run_release
+
+    cfg = _load(args)
+    print(f"release {cfg.release}: {len(plan(cfg))} shards, stages {', '.join(cfg.stages.enabled())}, "
+          f"runner {cfg.runner.kind} x{cfg.runner.workers} -> {cfg.output}", file=sys.stderr)
+    try:
+        log = run_release(cfg, progress=not args.quiet)
+    except ShardFailures as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"done in {log['seconds']:.1f}s ({log['skipped']} of {log['shards']} shards already complete)\n",
+          file=sys.stderr)
+    print(stats.format_funnel(stats.funnel(cfg.output)))
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from pipelines import stats
+
+    if args.sql:
+        con = stats.connect(args.output)
+        result = con.sql(args.sql)
+        if result is not None:
+            result.show(max_rows=args.max_rows, max_width=200)
+        return 0
+    print(stats.format_funnel(stats.funnel(args.output)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gristmill", description="Raw web crawl in, training-ready shards out.")
+    parser.add_argument("--version", action="version", version=f"gristmill {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="build a release from its config (resumes where a previous run stopped)")
+    run.add_argument("config")
+    run.add_argument("--runner", choices=["local", "ray", "beam"])
+    run.add_argument("--workers", type=int)
+    run.add_argument("--address", help="Ray cluster address (e.g. auto)")
+    run.add_argument("--output", help="override the config's output")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(fn=cmd_run)
+
+    validate = sub.add_parser("validate", help="check a config and its inputs without running")
+    validate.add_argument("config")
+    validate.set_defaults(fn=cmd_validate)
+
+    st = sub.add_parser("stats", help="print the funnel of a release, or run SQL over its views")
+    st.add_argument("output")
+    st.add_argument("--sql", help="DuckDB SQL over views docs_<stage>, rejects, errors, stats")
+    st.add_argument("--max-rows", type=int, default=40)
+    st.set_defaults(fn=cmd_stats)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

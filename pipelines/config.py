@@ -1,0 +1,174 @@
+"""Release config: one YAML per corpus release, validated with pydantic before any work starts.
+
+Every error names the file, the key and the reason. Inputs are expanded (globs, fsspec URIs) here
+too, so a missing input fails at `gristmill validate`, not an hour into a run.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import fsspec
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from scorers._config import StrictModel
+from scorers.heuristics.c4 import C4Config
+from scorers.heuristics.fineweb import FineWebConfig
+from scorers.heuristics.gopher import GopherQualityConfig, GopherRepetitionConfig
+from scorers.heuristics.url_blocklist import UrlBlocklistConfig
+from scorers.langid import LanguageConfig, model_path
+from scorers.pii import PiiConfig
+
+HTML_FORMATS = ("warc",)  # formats whose records are HTML and need the extract stage
+
+
+class ConfigError(ValueError):
+    """A bad config: raised before any work starts, naming the file and the key."""
+
+
+class RunnerConfig(StrictModel):
+    kind: Literal["local", "ray", "beam"] = "local"
+    workers: int = Field(2, ge=1)
+    address: str | None = None  # ray: cluster address ("auto", "ray://host:10001"); None starts a local one
+    max_retries: int = Field(2, ge=0)  # ray: retries of a failed shard-task
+    max_tasks_per_worker: int | None = Field(None, ge=1)  # recycle worker processes (returns lxml memory)
+
+
+class SourceConfig(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    paths: list[str] = Field(min_length=1)
+    format: Literal["warc", "wet", "jsonl", "parquet"]
+    text_field: str = "text"  # jsonl/parquet
+    id_field: str | None = "id"  # jsonl/parquet; absent values fall back to file + offset
+    url_field: str | None = "url"
+    storage_options: dict = Field(default_factory=dict)  # passed to fsspec (e.g. s3 credentials)
+
+
+class ExtractConfig(StrictModel):
+    extractor: Literal["resiliparse", "trafilatura"] = "resiliparse"
+    main_content: bool = True
+    content_types: tuple[str, ...] = ("text/html", "application/xhtml+xml")
+    max_payload_bytes: int = Field(10_000_000, ge=1)
+    timeout_seconds: float = Field(10.0, gt=0)
+    min_text_chars: int = Field(1, ge=0)
+
+
+class FilterConfig(StrictModel):
+    """Rules run in this order (FineWeb's); a rule block with `enabled: false` is skipped."""
+
+    url_blocklist: UrlBlocklistConfig = UrlBlocklistConfig()
+    language: LanguageConfig = LanguageConfig()
+    gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
+    gopher_quality: GopherQualityConfig = GopherQualityConfig()
+    c4: C4Config = C4Config()
+    fineweb: FineWebConfig = FineWebConfig()
+    pii: PiiConfig = PiiConfig()
+
+
+class StagesConfig(StrictModel):
+    extract: ExtractConfig | None = None
+    filter: FilterConfig | None = None
+
+    def enabled(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
+class ReleaseConfig(StrictModel):
+    release: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    output: str
+    runner: RunnerConfig = RunnerConfig()
+    sources: list[SourceConfig] = Field(min_length=1)
+    stages: StagesConfig
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {dupes}")
+        return sources
+
+    def content_hash(self) -> str:
+        """Hash of what determines the output bytes (not where or how it runs)."""
+        return sha256_json(self.model_dump(mode="json", exclude={"runner", "output"}))
+
+
+def sha256_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_config(path: str, overrides: dict | None = None) -> ReleaseConfig:
+    """Reads, validates and checks the inputs of a release config; raises ConfigError."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    for key, value in (overrides or {}).items():  # dotted keys: runner.workers=4
+        node = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        cfg = ReleaseConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{path}: {_format_loc(e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+    check_semantics(cfg, path)
+    return cfg
+
+
+def check_semantics(cfg: ReleaseConfig, path: str) -> None:
+    """Checks that need more than types: stages present, inputs and named files exist."""
+    enabled = cfg.stages.enabled()
+    if not enabled:
+        raise ConfigError(f"{path}: stages: no stage configured (add e.g. `extract: {{}}`)")
+    for i, src in enumerate(cfg.sources):
+        if src.format in HTML_FORMATS and "extract" not in enabled:
+            raise ConfigError(
+                f"{path}: sources[{i}].format: '{src.format}' records are HTML and need `stages.extract`"
+            )
+        for j, pattern in enumerate(src.paths):
+            if not expand_paths(pattern, src.storage_options):
+                raise ConfigError(f"{path}: sources[{i}].paths[{j}]: no input file matches {pattern!r}")
+    if cfg.stages.filter is not None:
+        f = cfg.stages.filter
+        if f.language.enabled and not _exists(model_path(f.language)):
+            raise ConfigError(f"{path}: stages.filter.language.model_path: file not found: {model_path(f.language)}")
+        if f.url_blocklist.enabled and f.url_blocklist.domains_file and not _exists(f.url_blocklist.domains_file):
+            raise ConfigError(
+                f"{path}: stages.filter.url_blocklist.domains_file: file not found: {f.url_blocklist.domains_file}"
+            )
+
+
+def _exists(path: str) -> bool:
+    fs, p = fsspec.core.url_to_fs(path)
+    return fs.exists(p)
+
+
+def expand_paths(pattern: str, storage_options: dict | None = None) -> list[str]:
+    """Sorted input files for a path or glob, local or fsspec URI (protocol kept)."""
+    fs, _ = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
+    found = fs.glob(pattern) if any(c in pattern for c in "*?[") else ([pattern] if fs.exists(pattern) else [])
+    found = [p for p in found if not fs.isdir(p)]
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol not in ("file", "local"):
+        found = [p if "://" in p else f"{protocol}://{p}" for p in found]
+    elif not os.path.isabs(pattern):  # keep relative inputs relative: outputs must not depend on the clone's path
+        found = [os.path.relpath(p) for p in found]
+    return sorted(found)

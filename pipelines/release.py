@@ -1,0 +1,102 @@
+"""Building a release: plan shard-tasks from the config, run them on a runner, write the manifest."""
+
+import datetime as dt
+import json
+import time
+
+import fsspec
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pipelines import __version__, io, stats
+from pipelines.config import ReleaseConfig, expand_paths
+from pipelines.runners import make_runner
+from pipelines.shard_task import ShardTask, run_shard_task
+from pipelines.stages import STAGES
+
+
+class ShardFailures(RuntimeError):
+    """Some shard-tasks failed every attempt; everything else completed and was kept."""
+
+
+def plan(cfg: ReleaseConfig) -> list[ShardTask]:
+    """One task per input file, numbered by its place in the sorted input list (not by worker)."""
+    tasks = []
+    for src in cfg.sources:
+        fs, _ = fsspec.core.url_to_fs(src.paths[0], **src.storage_options)
+        files = sorted({f for pattern in src.paths for f in expand_paths(pattern, src.storage_options)})
+        chain = tuple(
+            (name, getattr(cfg.stages, name))
+            for name in cfg.stages.enabled()
+            if name in STAGES and STAGES[name].applies_to(src.format)
+        )
+        for path in files:
+            tasks.append(ShardTask(part=f"part-{len(tasks):05d}", source=src, input_file=path,
+                                   input_size=fs.size(path), chain=chain, output=cfg.output))
+    return tasks
+
+
+def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
+    """Runs every shard-task not already done, then writes OUT/manifest.json. Returns the run log."""
+    tasks = plan(cfg)
+    runner = make_runner(cfg.runner)
+    began = time.time()
+    reports, failures = [], []
+    bar = tqdm(total=len(tasks), desc=f"{cfg.release}: shards", unit="shard", disable=not progress)
+    kept = 0
+    for task, report, exc in runner.map_unordered(run_shard_task, tasks):
+        if exc is not None:
+            failures.append({"part": task.part, "input_file": task.input_file, "error": f"{type(exc).__name__}: {exc}"})
+        else:
+            reports.append(report)
+            last = list(report["stages"].values())[-1] if report["stages"] else {}
+            kept += last.get("docs_out", 0)
+        bar.update(1)
+        bar.set_postfix(kept=kept, failed=len(failures))
+    bar.close()
+    log = {
+        "release": cfg.release, "runner": cfg.runner.model_dump(mode="json"),
+        "started": dt.datetime.fromtimestamp(began, dt.timezone.utc).isoformat(),
+        "seconds": round(time.time() - began, 3), "shards": len(tasks),
+        "skipped": sum(r["skipped"] for r in reports), "failures": failures,
+        "reports": sorted(reports, key=lambda r: r["part"]),
+    }
+    stamp = dt.datetime.fromtimestamp(began, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    io.write_json_atomic(io.join(cfg.output, "_logs", f"run-{stamp}.json"), log)
+    if failures:
+        names = ", ".join(f"{f['part']} ({f['input_file']}): {f['error']}" for f in failures)
+        raise ShardFailures(f"{len(failures)} of {len(tasks)} shards failed; the rest are complete. {names}")
+    write_manifest(cfg, tasks)
+    return log
+
+
+def write_manifest(cfg: ReleaseConfig, tasks: list[ShardTask]) -> dict:
+    """Resolved config and its hash, inputs, and every output file with sha256 and row count.
+
+    Nothing here depends on the runner, the worker count or the clock, so reruns give the same bytes.
+    """
+    fs, root = fsspec.core.url_to_fs(cfg.output)
+    outputs = []
+    for path in sorted(fs.find(root)):
+        rel = path[len(root.rstrip("/")) + 1:]
+        if rel == "manifest.json" or rel.startswith("_logs/") or "/.tmp-" in path:
+            continue
+        entry = {"path": rel, "bytes": fs.size(path), "sha256": io.sha256_file(fs.unstrip_protocol(path))}
+        if rel.endswith(".parquet"):
+            with fs.open(path, "rb") as fh:
+                entry["rows"] = pq.ParquetFile(fh).metadata.num_rows
+        outputs.append(entry)
+    funnel = stats.funnel(cfg.output)
+    manifest = {
+        "release": cfg.release,
+        "gristmill_version": __version__,
+        "config": cfg.model_dump(mode="json", exclude={"runner", "output"}),
+        "config_sha256": cfg.content_hash(),
+        "inputs": [{"part": t.part, "source": t.source.name, "path": t.input_file, "bytes": t.input_size}
+                   for t in tasks],
+        "counts": {"stages": funnel["stages"], "records_read": funnel["records_read"], "kept": funnel["kept"],
+                   "adds_up": funnel["adds_up"]},
+        "outputs": outputs,
+    }
+    io.write_json_atomic(io.join(cfg.output, "manifest.json"), json.loads(json.dumps(manifest)))
+    return manifest

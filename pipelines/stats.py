@@ -1,0 +1,87 @@
+"""Statistics of a release with embedded DuckDB: one view per stage plus rejects, errors and stats.
+
+Views: docs_<stage> (kept documents), rejects, errors, stats (long format: stage, part, source,
+input_file, metric, value). The funnel is computed from `stats` and checked to add up.
+"""
+
+import duckdb
+import fsspec
+
+from pipelines import io
+
+STAGE_ORDER = ["read", "extract", "filter", "dedup", "score", "mixture", "tokenize"]
+
+
+def _glob(output: str, pattern: str) -> list[str]:
+    fs, root = fsspec.core.url_to_fs(output)
+    found = sorted(fs.glob(io.join(root, pattern)))
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return [f if protocol in ("file", "local") else f"{protocol}://{f}" for f in found]
+
+
+def stage_names(output: str) -> list[str]:
+    present = {p.rstrip("/").split("/")[-3] for p in _glob(output, "*/_stats/*.parquet")}
+    return [s for s in STAGE_ORDER if s in present] + sorted(present - set(STAGE_ORDER))
+
+
+def connect(output: str) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the release's views registered."""
+    con = duckdb.connect()
+    fs, _ = fsspec.core.url_to_fs(output)
+    if "file" not in fs.protocol and "local" not in fs.protocol:
+        con.register_filesystem(fs)
+    for name, pattern in [("rejects", "*/_rejects/*.parquet"), ("errors", "*/_errors/*.parquet"),
+                          ("stats", "*/_stats/*.parquet")]:
+        _view(con, name, _glob(output, pattern))
+    for stage in stage_names(output):
+        files = _glob(output, f"{stage}/part-*.parquet")
+        if files:
+            _view(con, f"docs_{stage}", files)
+    return con
+
+
+def _view(con, name: str, files: list[str]) -> None:
+    if files:
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listing}], union_by_name=true)")
+
+
+def funnel(output: str) -> dict:
+    """Per stage: docs in, kept, rejected, errors; rejects by reason; errors by file; and whether it adds up."""
+    con = connect(output)
+    totals = con.execute(
+        "SELECT stage, metric, sum(value) FROM stats WHERE metric IN ('docs_in','docs_out','rejected','errors') "
+        "GROUP BY ALL"
+    ).fetchall()
+    stages: dict[str, dict[str, int]] = {}
+    for stage, metric, value in totals:
+        stages.setdefault(stage, {})[metric] = int(value)
+    order = [s for s in stage_names(output) if s in stages]
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    reasons = con.execute(
+        "SELECT stage, reason, count(*) AS n FROM rejects GROUP BY ALL ORDER BY stage, n DESC, reason"
+    ).fetchall() if "rejects" in tables else []
+    errors = con.execute(
+        "SELECT stage, input_file, error, count(*) AS n FROM errors GROUP BY ALL ORDER BY n DESC, input_file"
+    ).fetchall() if "errors" in tables else []
+    read = stages.get("read", {}).get("docs_in", 0)
+    last = stages[order[-1]]["docs_out"] if order else 0
+    lost = sum(s.get("rejected", 0) + s.get("errors", 0) for s in stages.values())
+    balanced = all(s["docs_in"] == s["docs_out"] + s["rejected"] + s["errors"] for s in stages.values())
+    return {"stages": {s: stages[s] for s in order}, "rejects": reasons, "errors": errors,
+            "records_read": read, "kept": last, "adds_up": balanced and (not read or read == last + lost)}
+
+
+def format_funnel(f: dict) -> str:
+    lines = [f"{'stage':<10}{'in':>10}{'kept':>10}{'rejected':>10}{'errors':>8}"]
+    for stage, s in f["stages"].items():
+        lines.append(f"{stage:<10}{s['docs_in']:>10}{s['docs_out']:>10}{s['rejected']:>10}{s['errors']:>8}")
+    if f["rejects"]:
+        lines.append("\nrejects by reason:")
+        lines += [f"  {stage:<9}{reason:<44}{n:>8}" for stage, reason, n in f["rejects"]]
+    if f["errors"]:
+        lines.append("\nerrors by file:")
+        lines += [f"  {stage:<9}{error:<18}{n:>6}  {path}" for stage, path, error, n in f["errors"]]
+    verdict = "adds up" if f["adds_up"] else "DOES NOT ADD UP"
+    lines.append(f"\nrecords read {f['records_read']} = kept {f['kept']} + rejected + errors: {verdict}")
+    return "\n".join(lines)

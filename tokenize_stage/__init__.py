@@ -1,0 +1,1 @@
+"""Tokenizer adapters, packing and token-shard writers/readers (built in the tokenize issue)."""
