@@ -4,6 +4,7 @@ Fields other than id/text/url/date are kept as JSON in the `metadata` column.
 A line that is not UTF-8 or not JSON becomes an error row; the rest of the file is still read.
 """
 
+import io
 import json
 from collections.abc import Iterator
 
@@ -40,7 +41,8 @@ def _doc(source, path: str, offset: int, record: dict, errors: list[dict]) -> di
 def read_jsonl(source, path: str, errors: list[dict]) -> Iterator[dict]:
     try:
         with fsspec.open(path, "rb", compression="infer", **source.storage_options) as fh:
-            for line_no, raw in enumerate(fh):
+            # zstd's reader does not iterate lines; a buffered wrapper does, for every codec
+            for line_no, raw in enumerate(io.BufferedReader(fh)):
                 if not raw.strip():
                     continue
                 try:

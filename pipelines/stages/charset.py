@@ -18,7 +18,9 @@ _HEADER = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_:.-]+)", re.IGNORECASE)
 def _codec(label: str | None) -> str | None:
     if not label:
         return None
-    mapped = map_encoding_to_html5(label) or label
+    mapped = map_encoding_to_html5(label)
+    if not mapped or (mapped == "utf-8" and label.lower().replace("_", "-") not in ("utf-8", "utf8")):
+        mapped = label  # labels WHATWG does not know (e.g. cp949) map to utf-8 there; trust Python's codec
     try:
         return codecs.lookup(mapped).name
     except LookupError:
@@ -52,7 +54,8 @@ def decode_html(payload: bytes, content_type: str | None) -> tuple[str, str, str
         text = _strict(payload, encoding)
         if text is not None and encoding != "utf-8":
             return text, encoding, source
-    encoding = _codec(detect_encoding(payload)) or "cp1252"
+    # html5_compatible=True answers utf-8 when unsure; the raw uchardet guess is better here
+    encoding = _codec(detect_encoding(payload, html5_compatible=False)) or "cp1252"
     return payload.decode(encoding, errors="replace"), encoding, "detected"
 
 

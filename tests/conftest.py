@@ -1,0 +1,30 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "tests" / "data" / "sample"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole session (starting one takes ~10 s)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def sample_copy(tmp_path):
+    """The shipped sample WARCs copied to a temp folder (tests may damage or add files)."""
+    dst = tmp_path / "input"
+    shutil.copytree(SAMPLE, dst)
+    return dst
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -1,0 +1,113 @@
+"""A bad config fails before any work starts, naming the file, the key and the reason."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.config import ConfigError, load_config
+from tests.conftest import ROOT
+
+GOOD = """
+release: t
+output: {out}
+runner: {{kind: local, workers: 2}}
+sources:
+  - {{name: crawl, paths: ["{sample}/*.warc.gz"], format: warc}}
+stages:
+  extract: {{}}
+  filter: {{}}
+"""
+
+
+def cfg_file(tmp_path, text):
+    path = tmp_path / "release.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def good(tmp_path):
+    return GOOD.format(out=tmp_path / "out", sample=ROOT / "tests/data/sample")
+
+
+def test_sample_config_validates():
+    cfg = load_config(str(ROOT / "configs/releases/sample.yaml"))
+    assert cfg.stages.enabled() == ["extract", "filter"]
+    assert cfg.stages.filter.gopher_quality.min_doc_words == 50  # published default filled in
+
+
+def test_empty_stage_blocks_take_defaults(tmp_path):
+    cfg = load_config(cfg_file(tmp_path, good(tmp_path)))
+    assert cfg.stages.extract.extractor == "resiliparse"
+    assert cfg.stages.filter.language.languages == ("en",)
+
+
+@pytest.mark.parametrize(
+    "edit, key, reason",
+    [
+        (("filter: {}", "filter: {gopher_quality: {min_doc_wordz: 3}}"), "stages.filter.gopher_quality.min_doc_wordz",
+         "Extra inputs are not permitted"),
+        (("filter: {}", "filter: {gopher_quality: {min_doc_words: many}}"), "stages.filter.gopher_quality.min_doc_words",
+         "valid integer"),
+        (("workers: 2", "workers: 0"), "runner.workers", "greater than or equal to 1"),
+        (("format: warc", "format: html"), "sources[0].format", "'warc'"),
+        (("release: t", "relase: t"), "relase", "Extra inputs"),
+    ],
+)
+def test_bad_keys_are_named(tmp_path, edit, key, reason):
+    text = good(tmp_path).replace(*edit)
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg_file(tmp_path, text))
+    message = str(exc.value)
+    assert "release.yaml" in message and key in message and reason in message
+
+
+def test_missing_input_is_named(tmp_path):
+    text = good(tmp_path).replace("*.warc.gz", "nothing-here-*.warc.gz")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.paths\[0\]: no input file matches"):
+        load_config(cfg_file(tmp_path, text))
+
+
+def test_warc_needs_extract(tmp_path):
+    text = good(tmp_path).replace("  extract: {}\n", "")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.format: 'warc' records are HTML and need `stages.extract`"):
+        load_config(cfg_file(tmp_path, text))
+
+
+def test_missing_blocklist_file_is_named(tmp_path):
+    text = good(tmp_path).replace("filter: {}", "filter: {url_blocklist: {domains_file: /nope/domains.txt}}")
+    with pytest.raises(ConfigError, match=r"stages\.filter\.url_blocklist\.domains_file: file not found"):
+        load_config(cfg_file(tmp_path, text))
+
+
+def test_bad_regex_is_named(tmp_path):
+    text = good(tmp_path).replace("filter: {}", "filter: {url_blocklist: {patterns: ['(unclosed']}}")
+    with pytest.raises(ConfigError, match=r"stages\.filter\.url_blocklist\.patterns.*not a valid regular expression"):
+        load_config(cfg_file(tmp_path, text))
+
+
+def test_no_stage_is_an_error(tmp_path):
+    text = good(tmp_path).replace("  extract: {}\n  filter: {}\n", "  {}\n")
+    with pytest.raises(ConfigError):
+        load_config(cfg_file(tmp_path, text))
+
+
+def test_cli_validate_exit_codes(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "pipelines.cli", "validate", cfg_file(tmp_path, good(tmp_path))],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "OK" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good(tmp_path).replace("filter: {}", "filter: {c4: {min_num_sentences: x}}"))
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "stages.filter.c4.min_num_sentences" in out.stderr
+    assert not (tmp_path / "out").exists()  # failed before any work started
+
+
+def test_runner_does_not_change_content_hash(tmp_path):
+    a = load_config(cfg_file(tmp_path, good(tmp_path)))
+    b = load_config(cfg_file(tmp_path, good(tmp_path)), {"runner.kind": "ray", "runner.workers": 7})
+    assert a.content_hash() == b.content_hash()
+    c = load_config(cfg_file(tmp_path, good(tmp_path).replace("filter: {}", "filter: {c4: {enabled: false}}")))
+    assert c.content_hash() != a.content_hash()

@@ -1,0 +1,165 @@
+"""End to end on the shipped sample: funnel, manifest, stats views, resume, local = Ray bytes."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines import stats
+from pipelines.config import load_config
+from pipelines.release import run_release
+from tests.conftest import ROOT, SAMPLE
+
+CONFIG = """
+release: t
+output: {out}
+runner: {{kind: local, workers: 2}}
+sources:
+  - {{name: crawl, paths: ["{inputs}/*.warc.gz"], format: warc}}
+stages:
+  extract: {{}}
+  filter:
+    url_blocklist: {{domains: [sources.debian.org]}}
+    c4: {{filter_no_terminal_punct: false}}
+"""
+
+
+def make_config(tmp_path, out="out", inputs=SAMPLE, extra="") -> str:
+    path = tmp_path / f"{out}.yaml"
+    path.write_text(CONFIG.format(out=tmp_path / out, inputs=inputs) + extra)
+    return str(path)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every output file's bytes, except run logs (they hold timings)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "_logs" not in p.parts}
+
+
+def gristmill(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sample")
+    cfg = load_config(make_config(tmp))
+    run_release(cfg, progress=False)
+    return cfg, Path(cfg.output)
+
+
+def test_funnel_adds_up(sample_run):
+    cfg, out = sample_run
+    f = stats.funnel(cfg.output)
+    assert f["adds_up"]
+    assert list(f["stages"]) == ["read", "extract", "filter"]
+    assert f["records_read"] == f["stages"]["extract"]["docs_in"] > 400
+    assert 0 < f["kept"] < f["records_read"]
+    reasons = {reason for _, reason, _ in f["rejects"]}
+    assert "url_blocklist.domain" in reasons and "language.not_allowed" in reasons
+
+
+def test_layout_and_manifest(sample_run):
+    cfg, out = sample_run
+    for stage in ("extract", "filter"):
+        for part in ("part-00000", "part-00001"):
+            assert (out / stage / f"{part}.parquet").exists()
+            assert (out / stage / "_rejects" / f"{part}.parquet").exists()
+            assert (out / stage / "_stats" / f"{part}.parquet").exists()
+            assert (out / stage / f"_SUCCESS.{part}").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config_sha256"] == cfg.content_hash()
+    assert [i["path"] for i in manifest["inputs"]] == [str(p) for p in sorted(SAMPLE.glob("*.warc.gz"))]
+    files = {o["path"]: o for o in manifest["outputs"]}
+    assert files["filter/part-00000.parquet"]["rows"] > 0
+    import hashlib
+    assert files["filter/part-00001.parquet"]["sha256"] == hashlib.sha256(
+        (out / "filter/part-00001.parquet").read_bytes()).hexdigest()
+    assert manifest["counts"]["adds_up"] is True
+
+
+def test_kept_documents_look_right(sample_run):
+    cfg, _ = sample_run
+    con = stats.connect(cfg.output)
+    rows = con.execute("SELECT id, url, language, length(text), charset FROM docs_filter").fetchall()
+    assert all(lang == "en" for _, _, lang, _, _ in rows)
+    assert not any("sources.debian.org" in url for _, url, *_ in rows)
+    assert len({r[0] for r in rows}) == len(rows)
+    # every record is in exactly one place
+    n_kept = len(rows)
+    n_rejected = con.execute("SELECT count(*) FROM rejects").fetchone()[0]
+    n_errors = con.execute("SELECT count(*) FROM errors").fetchone()[0]
+    n_read = con.execute("SELECT sum(value) FROM stats WHERE stage='read' AND metric='docs_in'").fetchone()[0]
+    assert n_kept + n_rejected + n_errors == n_read
+
+
+def test_stats_cli(sample_run):
+    cfg, _ = sample_run
+    out = gristmill("stats", cfg.output)
+    assert out.returncode == 0 and "adds up" in out.stdout and "url_blocklist.domain" in out.stdout
+    out = gristmill("stats", cfg.output, "--sql", "SELECT reason, count(*) AS n FROM rejects GROUP BY reason")
+    assert out.returncode == 0 and "language.not_allowed" in out.stdout
+
+
+def test_rerun_does_nothing_whatever_the_workers(sample_run, tmp_path):
+    cfg, out = sample_run
+    before = tree(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    log = run_release(cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"workers": 1})}), progress=False)
+    assert log["skipped"] == log["shards"] == 2
+    assert tree(out) == before
+    assert mtimes == {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+
+
+def test_changed_filter_reuses_extract(tmp_path):
+    cfg = load_config(make_config(tmp_path))
+    run_release(cfg, progress=False)
+    out = Path(cfg.output)
+    extract_mtime = (out / "extract/part-00000.parquet").stat().st_mtime_ns
+    kept_before = stats.funnel(cfg.output)["kept"]
+    cfg2 = load_config(make_config(tmp_path, extra="    fineweb: {enabled: false}\n"))
+    log = run_release(cfg2, progress=False)
+    assert all(list(r["stages"]) == ["filter"] for r in log["reports"])  # extract was not redone
+    assert (out / "extract/part-00000.parquet").stat().st_mtime_ns == extract_mtime
+    assert stats.funnel(cfg.output)["kept"] > kept_before
+    assert stats.funnel(cfg.output)["adds_up"]
+
+
+def test_kill_9_then_rerun_gives_identical_bytes(tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for i, src in enumerate(sorted(SAMPLE.glob("*.warc.gz")) * 2):  # 4 shards
+        shutil.copy(src, inputs / f"IN-{i}.warc.gz")
+    reference = make_config(tmp_path, out="reference", inputs=inputs)
+    assert gristmill("run", reference, "--workers", "1", "--quiet").returncode == 0
+
+    crashed = make_config(tmp_path, out="crashed", inputs=inputs)
+    out = tmp_path / "crashed"
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", crashed, "--workers", "1", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(out.glob("filter/_SUCCESS.*")) and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists(), "the run finished before it could be killed"
+    done_before = len(list(out.glob("filter/_SUCCESS.*")))
+    assert 1 <= done_before < 4
+
+    rerun = gristmill("run", crashed, "--workers", "2", "--quiet")  # a different worker count
+    assert rerun.returncode == 0, rerun.stderr
+    assert tree(out) == tree(tmp_path / "reference")
+
+
+def test_local_and_ray_give_identical_bytes(ray_cluster, sample_run, tmp_path):
+    cfg, out = sample_run
+    ray_cfg = load_config(make_config(tmp_path, out="ray"), {"runner.kind": "ray"})
+    log = run_release(ray_cfg, progress=False)
+    assert log["failures"] == [] and log["shards"] == 2
+    assert tree(Path(ray_cfg.output)) == tree(out)
