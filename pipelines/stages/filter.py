@@ -79,6 +79,9 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
 
 
 def _apply(doc: dict, cfg, rules, result: StageResult) -> bool:
+    if not doc["text"] or not doc["text"].strip():
+        result.rejects.append(reject(doc, NAME, "empty_text"))
+        return False
     if cfg.language.enabled:
         failed = langid.check(doc["language"], doc["language_score"], cfg.language)
         if failed:
