@@ -63,3 +63,14 @@ def sha256_file(path: str) -> str:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def remove_temporaries(root: str) -> int:
+    """Deletes half-written files left by a killed run (they never hold committed data)."""
+    fs, p = fsspec.core.url_to_fs(root)
+    if not fs.exists(p):
+        return 0
+    stale = [f for f in fs.find(p) if os.path.basename(f).startswith(".tmp-")]
+    for f in stale:
+        fs.rm(f)
+    return len(stale)

@@ -39,6 +39,7 @@ def plan(cfg: ReleaseConfig) -> list[ShardTask]:
 def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
     """Runs every shard-task not already done, then writes OUT/manifest.json. Returns the run log."""
     tasks = plan(cfg)
+    io.remove_temporaries(cfg.output)  # one run writes a release at a time: leftovers are from a crash
     runner = make_runner(cfg.runner)
     began = time.time()
     reports, failures = [], []

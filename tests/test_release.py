@@ -152,6 +152,7 @@ def test_kill_9_then_rerun_gives_identical_bytes(tmp_path):
     done_before = len(list(out.glob("filter/_SUCCESS.*")))
     assert 1 <= done_before < 4
 
+    (out / "filter" / ".tmp-0000-part-00003.parquet").write_bytes(b"half-written")  # as a kill mid-write leaves
     rerun = gristmill("run", crashed, "--workers", "2", "--quiet")  # a different worker count
     assert rerun.returncode == 0, rerun.stderr
     assert tree(out) == tree(tmp_path / "reference")

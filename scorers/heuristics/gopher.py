@@ -84,9 +84,8 @@ def _dup_ngram_char_frac(doc_words: list[str], n: int, total_chars: int) -> floa
     for i in range(len(doc_words) - n + 1):
         gram = tuple(doc_words[i : i + n])
         j = first_seen.setdefault(gram, i)
-        if j != i:  # a repeat: mark both occurrences' words as duplicated
+        if j != i:  # a repeat (its first occurrence is not counted, as in FineWeb's implementation)
             covered[i : i + n] = b"\x01" * n
-            covered[j : j + n] = b"\x01" * n
     return sum(len(w) for w, c in zip(doc_words, covered) if c) / total_chars
 
 
