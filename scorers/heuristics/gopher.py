@@ -3,12 +3,15 @@
 Defaults are the paper's thresholds. `check_*` returns the name of the first failing rule, or None.
 """
 
-from collections import Counter
+import re
+
+import numpy as np
 
 from scorers._config import StrictModel
 from scorers.heuristics.text_utils import duplicated, non_empty_lines, paragraphs, raw_tokens, words
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+_ALPHA = re.compile(r"[^\W\d_]")  # a letter in any script
 BULLETS = ("•", "‣", "⁃", "◦", "●", "-", "*", "–", "—", "·")
 
 
@@ -60,7 +63,7 @@ def check_quality(text: str, cfg: GopherQualityConfig) -> str | None:
             return "max_bullet_lines_ratio"
         if sum(line.endswith(("...", "…")) for line in lines) / len(lines) > cfg.max_ellipsis_lines_ratio:
             return "max_ellipsis_lines_ratio"
-    if sum(any(c.isalpha() for c in t) for t in tokens) / max(len(tokens), 1) < cfg.min_alpha_words_ratio:
+    if sum(_ALPHA.search(t) is not None for t in tokens) / max(len(tokens), 1) < cfg.min_alpha_words_ratio:
         return "min_alpha_words_ratio"
     stop = set(cfg.stop_words)
     if sum(w.lower() in stop for w in doc_words) < cfg.min_stop_words:
@@ -68,25 +71,43 @@ def check_quality(text: str, cfg: GopherQualityConfig) -> str | None:
     return None
 
 
-def _top_ngram_char_frac(doc_words: list[str], n: int, total_chars: int) -> float:
-    grams = Counter(tuple(doc_words[i : i + n]) for i in range(len(doc_words) - n + 1))
-    if not grams:
-        return 0.0
-    gram, count = grams.most_common(1)[0]
-    if count <= 1:
-        return 0.0
-    return sum(len(w) for w in gram) * count / total_chars
+def _ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit polynomial hash of every word n-gram (numpy wraps uint64 arithmetic mod 2^64)."""
+    count = len(ids) - n + 1
+    h = np.zeros(count, dtype=np.uint64)
+    for k in range(n):
+        h = h * np.uint64(1_000_003) + ids[k : k + count]
+    return h
 
 
-def _dup_ngram_char_frac(doc_words: list[str], n: int, total_chars: int) -> float:
-    first_seen: dict[tuple[str, ...], int] = {}
-    covered = bytearray(len(doc_words))
-    for i in range(len(doc_words) - n + 1):
-        gram = tuple(doc_words[i : i + n])
-        j = first_seen.setdefault(gram, i)
-        if j != i:  # a repeat (its first occurrence is not counted, as in FineWeb's implementation)
-            covered[i : i + n] = b"\x01" * n
-    return sum(len(w) for w, c in zip(doc_words, covered) if c) / total_chars
+def _top_ngram_char_frac(ids: np.ndarray, lengths: np.ndarray, n: int, total_chars: int) -> float:
+    if len(ids) < n:
+        return 0.0
+    hashes = _ngram_hashes(ids, n)
+    uniq, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] <= 1:
+        return 0.0
+    start = int(first[top])
+    return int(lengths[start : start + n].sum()) * int(counts[top]) / total_chars
+
+
+def _dup_ngram_char_frac(ids: np.ndarray, lengths: np.ndarray, n: int, total_chars: int) -> float:
+    """Share of word characters covered by n-grams that repeat an earlier n-gram (first occurrences
+    are not counted, as in FineWeb's implementation)."""
+    if len(ids) < n:
+        return 0.0
+    hashes = _ngram_hashes(ids, n)
+    repeat = np.ones(len(hashes), dtype=bool)
+    repeat[np.unique(hashes, return_index=True)[1]] = False
+    starts = np.flatnonzero(repeat)
+    if not len(starts):
+        return 0.0
+    cover = np.zeros(len(ids) + 1, dtype=np.int32)  # +1 at each repeat's start, -1 after its end
+    np.add.at(cover, starts, 1)
+    np.add.at(cover, starts + n, -1)
+    covered = np.cumsum(cover[:-1]) > 0
+    return int(lengths[covered].sum()) / total_chars
 
 
 def check_repetition(text: str, cfg: GopherRepetitionConfig) -> str | None:
@@ -106,11 +127,14 @@ def check_repetition(text: str, cfg: GopherRepetitionConfig) -> str | None:
         if chars / total > cfg.max_dup_para_char_frac:
             return "dup_para_char_frac"
     doc_words = words(text)
-    word_chars = sum(len(w) for w in doc_words) or 1
+    vocab: dict[str, int] = {}
+    ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in doc_words), dtype=np.uint64, count=len(doc_words))
+    lengths = np.fromiter((len(w) for w in doc_words), dtype=np.int64, count=len(doc_words))
+    word_chars = int(lengths.sum()) or 1
     for n, limit in sorted(cfg.max_top_ngram_char_frac.items()):
-        if _top_ngram_char_frac(doc_words, n, word_chars) > limit:
+        if _top_ngram_char_frac(ids, lengths, n, word_chars) > limit:
             return f"top_{n}_gram_char_frac"
     for n, limit in sorted(cfg.max_dup_ngram_char_frac.items()):
-        if _dup_ngram_char_frac(doc_words, n, word_chars) > limit:
+        if _dup_ngram_char_frac(ids, lengths, n, word_chars) > limit:
             return f"dup_{n}_gram_char_frac"
     return None

@@ -4,20 +4,17 @@ Words are whitespace tokens with surrounding punctuation stripped: a regex split
 than the spaCy/NLTK tokenizers peers use, and the Gopher/C4 thresholds were set on such tokens.
 """
 
+import functools
 import string
 
 _PUNCT = string.punctuation + "“”‘’«»…–—·•"
 END_PUNCTUATION = (".", "!", "?", '"', "'", "…", "”", "’")
 
 
-def words(text: str) -> list[str]:
+@functools.lru_cache(maxsize=4)  # several rules split the same text in a row
+def words(text: str) -> tuple[str, ...]:
     """Whitespace tokens with leading/trailing punctuation removed; pure-punctuation tokens dropped."""
-    out = []
-    for token in text.split():
-        stripped = token.strip(_PUNCT)
-        if stripped:
-            out.append(stripped)
-    return out
+    return tuple(w for w in (t.strip(_PUNCT) for t in text.split()) if w)
 
 
 def raw_tokens(text: str) -> list[str]:
