@@ -47,11 +47,20 @@ def cmd_run(args) -> int:
 
 
 def cmd_stats(args) -> int:
+    import duckdb
+
     from pipelines import stats
 
+    if not stats.stage_names(args.output):
+        print(f"error: {args.output}: no release statistics found (expected <stage>/_stats/*.parquet)",
+              file=sys.stderr)
+        return 1
     if args.sql:
-        con = stats.connect(args.output)
-        result = con.sql(args.sql)
+        try:
+            result = stats.connect(args.output).sql(args.sql)
+        except duckdb.Error as exc:
+            print(f"SQL error: {exc}", file=sys.stderr)
+            return 1
         if result is not None:
             result.show(max_rows=args.max_rows, max_width=200)
         return 0

@@ -99,12 +99,16 @@ def test_kept_documents_look_right(sample_run):
     assert n_kept + n_rejected + n_errors == n_read
 
 
-def test_stats_cli(sample_run):
+def test_stats_cli(sample_run, tmp_path):
     cfg, _ = sample_run
     out = gristmill("stats", cfg.output)
     assert out.returncode == 0 and "adds up" in out.stdout and "url_blocklist.domain" in out.stdout
     out = gristmill("stats", cfg.output, "--sql", "SELECT reason, count(*) AS n FROM rejects GROUP BY reason")
     assert out.returncode == 0 and "language.not_allowed" in out.stdout
+    bad_sql = gristmill("stats", cfg.output, "--sql", "SELECT no_such_column FROM rejects")
+    assert bad_sql.returncode == 1 and "SQL error" in bad_sql.stderr
+    missing = gristmill("stats", str(tmp_path / "nothing"))
+    assert missing.returncode == 1 and "no release statistics found" in missing.stderr
 
 
 def test_rerun_does_nothing_whatever_the_workers(sample_run, tmp_path):
