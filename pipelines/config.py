@@ -135,6 +135,8 @@ def load_config(path: str, overrides: dict | None = None) -> ReleaseConfig:
 
 def check_semantics(cfg: ReleaseConfig, path: str) -> None:
     """Checks that need more than types: stages present, inputs and named files exist."""
+    if cfg.runner.kind == "beam":
+        raise ConfigError(f"{path}: runner.kind: 'beam' is not available yet (use local or ray)")
     enabled = cfg.stages.enabled()
     if not enabled:
         raise ConfigError(f"{path}: stages: no stage configured (add e.g. `extract: {{}}`)")

@@ -111,3 +111,8 @@ def test_runner_does_not_change_content_hash(tmp_path):
     assert a.content_hash() == b.content_hash()
     c = load_config(cfg_file(tmp_path, good(tmp_path).replace("filter: {}", "filter: {c4: {enabled: false}}")))
     assert c.content_hash() != a.content_hash()
+
+
+def test_beam_runner_fails_at_validation(tmp_path):
+    with pytest.raises(ConfigError, match=r"runner\.kind: 'beam' is not available yet"):
+        load_config(cfg_file(tmp_path, good(tmp_path).replace("kind: local", "kind: beam")))
