@@ -41,7 +41,8 @@ def main() -> None:
         JsonlWriter(f"{args.out}/output"),
     ]
     LocalPipelineExecutor(pipeline, tasks=len(files), workers=args.workers, logging_dir=f"{args.out}/logs").run()
-    stats = json.load(open(f"{args.out}/logs/stats.json"))
+    with open(f"{args.out}/logs/stats.json") as fh:
+        stats = json.load(fh)
     read = next(s for s in stats if "READER" in s["name"])["stats"]["documents"]["total"]
     kept = next(s for s in stats if "WRITER" in s["name"])["stats"]["total"]
     print(json.dumps({"docs_read": read, "docs_kept": kept}))

@@ -6,7 +6,8 @@ import sys
 from pipelines import __version__
 
 
-def _load(args) -> "ReleaseConfig":  # noqa: F821
+def _load(args):
+    """The config with command-line overrides applied; raises ConfigError."""
     from pipelines.config import load_config
 
     overrides = {}

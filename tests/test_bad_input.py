@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 
-import duckdb
 import pytest
 
 from pipelines import stats
@@ -90,7 +89,7 @@ def test_errors_name_file_offset_and_reason(bad_release):
 
 
 def test_records_after_damage_are_kept(bad_release):
-    _, out, _ = bad_release
+    _, out, _inputs = bad_release
     urls = {u for (u,) in query(out, "SELECT url FROM docs_extract")}
     assert {f"https://b.example/{i}" for i in range(6)} <= urls  # 3 of them after the garbage
     assert {f"https://c.example/{i}" for i in range(3)} <= urls  # all but the truncated one

@@ -45,7 +45,7 @@ def test_charset_repair(payload, header, expected_source):
 
 def test_korean_without_any_declaration_is_detected():
     long_korean = html(" ".join([KOREAN] * 20)).encode("euc-kr")
-    text, codec, source = decode_html(long_korean, "text/html")
+    text, _, source = decode_html(long_korean, "text/html")
     assert KOREAN in text and source == "detected"
 
 

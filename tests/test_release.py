@@ -14,7 +14,7 @@ import pytest
 from pipelines import stats
 from pipelines.config import load_config
 from pipelines.release import run_release
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import SAMPLE
 
 CONFIG = """
 release: t
@@ -55,7 +55,7 @@ def sample_run(tmp_path_factory):
 
 
 def test_funnel_adds_up(sample_run):
-    cfg, out = sample_run
+    cfg, _ = sample_run
     f = stats.funnel(cfg.output)
     assert f["adds_up"]
     assert list(f["stages"]) == ["read", "extract", "filter"]
@@ -163,7 +163,7 @@ def test_kill_9_then_rerun_gives_identical_bytes(tmp_path):
 
 
 def test_local_and_ray_give_identical_bytes(ray_cluster, sample_run, tmp_path):
-    cfg, out = sample_run
+    _, out = sample_run
     ray_cfg = load_config(make_config(tmp_path, out="ray"), {"runner.kind": "ray"})
     log = run_release(ray_cfg, progress=False)
     assert log["failures"] == [] and log["shards"] == 2

@@ -84,7 +84,7 @@ def _top_ngram_char_frac(ids: np.ndarray, lengths: np.ndarray, n: int, total_cha
     if len(ids) < n:
         return 0.0
     hashes = _ngram_hashes(ids, n)
-    uniq, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
     top = int(np.argmax(counts))
     if counts[top] <= 1:
         return 0.0
