@@ -36,6 +36,68 @@ def table_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
+GROUP_ROWS = 1000  # rows per Parquet row group ...
+GROUP_TEXT_BYTES = 64 << 20  # ... or fewer once their text passes this size
+
+
+class ParquetSink:
+    """Streams rows into a Parquet file under a temporary name; `commit()` renames it into place.
+
+    Row groups are cut by content (every GROUP_ROWS rows, or sooner once the buffered text passes
+    GROUP_TEXT_BYTES), never by how rows happened to arrive, so the bytes are the same whether a shard
+    ran in one go or resumed from an earlier stage's output.
+    """
+
+    def __init__(self, path: str, schema: pa.Schema):
+        self.fs, self._final = fsspec.core.url_to_fs(path)
+        parent = os.path.dirname(self._final)
+        if parent:
+            self.fs.makedirs(parent, exist_ok=True)
+        self._tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{os.path.basename(self._final)}"
+        self._fh = self.fs.open(self._tmp, "wb")
+        self._writer = pq.ParquetWriter(self._fh, schema, compression="zstd")
+        self._schema = schema
+        self._pending: list[pa.Table] = []  # slices of the row group being built
+        self._rows = self._bytes = self.count = 0
+
+    def write(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        # converted now: the rows are a snapshot even if a later stage goes on to change the dicts
+        table = pa.Table.from_pylist(rows, schema=self._schema)
+        start = 0
+        for j, row in enumerate(rows):
+            self._rows += 1
+            self._bytes += len(row.get("text") or "")
+            if self._rows >= GROUP_ROWS or self._bytes >= GROUP_TEXT_BYTES:
+                self._pending.append(table.slice(start, j + 1 - start))
+                self._flush()
+                start = j + 1
+        if start < len(rows):
+            self._pending.append(table.slice(start))
+
+    def _flush(self) -> None:
+        if self._pending:
+            group = pa.concat_tables(self._pending).combine_chunks()  # contiguous: same pages, same bytes
+            self._writer.write_table(group)
+            self.count += group.num_rows
+        self._pending, self._rows, self._bytes = [], 0, 0
+
+    def commit(self) -> int:
+        self._flush()
+        self._writer.close()
+        self._fh.close()
+        self.fs.mv(self._tmp, self._final)
+        return self.count
+
+
+def iter_rows(path: str, batch_rows: int = 1000):
+    """Rows of a Parquet file, one row group's worth of dicts at a time."""
+    with fsspec.open(path, "rb") as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_rows):
+            yield from batch.to_pylist()
+
+
 def write_table_atomic(path: str, rows: list[dict], schema: pa.Schema) -> int:
     table = pa.Table.from_pylist(rows, schema=schema)
     write_bytes_atomic(path, table_bytes(table))

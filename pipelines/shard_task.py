@@ -7,8 +7,10 @@ changing only the filter config reuses the extract output), whatever the number 
 """
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from pipelines import io
 from pipelines.config import ExtractConfig, SourceConfig, sha256_json
@@ -17,6 +19,7 @@ from pipelines.readers import read_shard
 from pipelines.stages import STAGES
 
 MARKER_VERSION = 1
+BATCH_DOCS = 256  # documents per batch through the stages (raw HTML is held for one batch only)
 
 
 @dataclass(frozen=True)
@@ -49,18 +52,6 @@ def _done(task: ShardTask, i: int) -> bool:
     return io.exists(path) and io.read_json(path).get("fingerprint") == task.fingerprint(i)
 
 
-class _Counted:
-    """Wraps a document iterator and counts what the stage consumed."""
-
-    def __init__(self, docs: Iterable[dict]):
-        self._docs, self.count = docs, 0
-
-    def __iter__(self) -> Iterator[dict]:
-        for doc in self._docs:
-            self.count += 1
-            yield doc
-
-
 def _safe_reader(task: ShardTask, errors: list[dict], max_payload: int) -> Iterator[dict]:
     try:
         yield from read_shard(task.source, task.input_file, errors, max_payload)
@@ -70,15 +61,21 @@ def _safe_reader(task: ShardTask, errors: list[dict], max_payload: int) -> Itera
 
 
 def _stats_rows(task: ShardTask, stage: str, metrics: dict[str, float]) -> list[dict]:
+    base = ["docs_in", "docs_out", "rejected", "errors"]
+    order = [k for k in base if k in metrics] + sorted(k for k in metrics if k not in base)
     return [
         {"stage": stage, "part": task.part, "source": task.source.name, "input_file": task.input_file,
-         "metric": k, "value": float(v)}
-        for k, v in metrics.items()
+         "metric": k, "value": float(metrics[k])}
+        for k in order
     ]
 
 
 def run_shard_task(task: ShardTask) -> dict:
-    """Runs the stages not yet done for this shard; returns a small report (counts and seconds)."""
+    """Runs the stages not yet done for this shard; returns a small report (counts and seconds).
+
+    Documents stream through the stages in batches of BATCH_DOCS, and every output is written as
+    it goes, so a worker's memory is bounded by a batch, not by the size of the input file.
+    """
     names = [name for name, _ in task.chain]
     start = next((i + 1 for i in reversed(range(len(names))) if _done(task, i)), 0)
     report = {"part": task.part, "input_file": task.input_file, "skipped": start == len(names), "stages": {}}
@@ -90,28 +87,47 @@ def run_shard_task(task: ShardTask) -> dict:
         extract_cfg = dict(task.chain).get("extract") or ExtractConfig()
         docs: Iterable[dict] = _safe_reader(task, read_errors, extract_cfg.max_payload_bytes)
     else:
-        docs = io.read_table(task.path(names[start - 1])).to_pylist()
+        docs = io.iter_rows(task.path(names[start - 1]))
 
+    todo = task.chain[start:]
     added = [f for name in names[:start] for f in STAGES[name].ADDED_COLUMNS]
-    for i in range(start, len(names)):
-        name, cfg = task.chain[i]
-        counted = _Counted(docs)
-        began = time.perf_counter()
-        result = STAGES[name].run(counted, cfg)
-        seconds = time.perf_counter() - began
-        if i == 0:
-            _write_read_outputs(task, counted.count, read_errors)
-        added += STAGES[name].ADDED_COLUMNS
-        io.write_table_atomic(task.path(name), result.docs, doc_schema(added))
-        io.write_table_atomic(task.path(name, "_rejects"), result.rejects, REJECT_SCHEMA)
-        io.write_table_atomic(task.path(name, "_errors"), result.errors, ERROR_SCHEMA)
-        metrics = {"docs_in": counted.count, "docs_out": len(result.docs), "rejected": len(result.rejects),
-                   "errors": len(result.errors), **result.metrics}
+    sinks, totals, seconds = {}, {}, {}
+    for name, _ in todo:
+        added = added + STAGES[name].ADDED_COLUMNS
+        sinks[name] = (io.ParquetSink(task.path(name), doc_schema(added)),
+                       io.ParquetSink(task.path(name, "_rejects"), REJECT_SCHEMA),
+                       io.ParquetSink(task.path(name, "_errors"), ERROR_SCHEMA))
+        totals[name], seconds[name] = Counter(), 0.0
+
+    docs_read = 0
+    for batch in _batches(docs, BATCH_DOCS):
+        docs_read += len(batch)
+        for name, cfg in todo:
+            began = time.perf_counter()
+            result = STAGES[name].run(batch, cfg)
+            seconds[name] += time.perf_counter() - began
+            for sink, rows in zip(sinks[name], (result.docs, result.rejects, result.errors)):
+                sink.write(rows)
+            totals[name].update({"docs_in": len(batch), "docs_out": len(result.docs),
+                                 "rejected": len(result.rejects), "errors": len(result.errors), **result.metrics})
+            batch = result.docs
+
+    if start == 0:
+        _write_read_outputs(task, docs_read, read_errors)
+    for i, (name, _) in enumerate(todo, start):
+        for sink in sinks[name]:
+            sink.commit()
+        metrics = {"docs_in": 0, "docs_out": 0, "rejected": 0, "errors": 0, **totals[name]}
         io.write_table_atomic(task.path(name, "_stats"), _stats_rows(task, name, metrics), STATS_SCHEMA)
         io.write_json_atomic(task.marker(name), {"fingerprint": task.fingerprint(i), "input_file": task.input_file})
-        report["stages"][name] = {**metrics, "seconds": seconds}
-        docs = result.docs
+        report["stages"][name] = {**metrics, "seconds": round(seconds[name], 3)}
     return report
+
+
+def _batches(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    it = iter(docs)
+    while batch := list(islice(it, size)):
+        yield batch
 
 
 def _write_read_outputs(task: ShardTask, docs_read: int, read_errors: list[dict]) -> None:

@@ -1,4 +1,8 @@
-"""The stage contract: a plain function over one shard's documents, knowing nothing of engines."""
+"""The stage contract: a plain function over a batch of one shard's documents, knowing nothing of engines.
+
+`run(docs, cfg) -> StageResult`. It must not change its input dicts (outputs may still be buffered
+for writing) and its output must not depend on how the shard was cut into batches.
+"""
 
 from dataclasses import dataclass, field
 

@@ -6,7 +6,6 @@ and PII redaction rewrites kept documents.
 """
 
 from collections.abc import Iterable
-from itertools import islice
 
 import pyarrow as pa
 
@@ -21,7 +20,6 @@ ADDED_COLUMNS = [
     pa.field("language_score", pa.float64()),
     pa.field("pii_redactions", pa.int32()),
 ]
-BATCH = 512  # documents per fastText call
 
 
 def applies_to(source_format: str) -> bool:
@@ -42,38 +40,30 @@ def _rules(cfg):
     return rules
 
 
-def _batches(docs: Iterable[dict], size: int):
-    it = iter(docs)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
 def run(docs: Iterable[dict], cfg) -> StageResult:
+    """Filters one batch of documents (the shard-task bounds its size; fastText sees it in one call)."""
     result = StageResult()
     rules = _rules(cfg)
     redactions = 0
-    for batch in _batches(docs, BATCH):
-        if cfg.url_blocklist.enabled:
-            allowed = []
-            for doc in batch:
-                failed = url_blocklist.check(doc.get("url"), cfg.url_blocklist)
-                if failed:
-                    result.rejects.append(reject(doc, NAME, f"url_blocklist.{failed}", doc.get("url")))
-                else:
-                    allowed.append(doc)
-            batch = allowed
-        if cfg.language.enabled:
-            for doc, (lang, score) in zip(batch, langid.identify([d["text"] for d in batch], cfg.language)):
-                doc.update(language=lang, language_score=round(score, 6))
-        for doc in batch:
-            try:
-                kept = _apply(doc, cfg, rules, result)
-            except Exception as exc:  # noqa: BLE001 - one bad document must not stop the shard
-                result.errors.append(exception_error(NAME, doc, exc))
-                continue
-            if kept:
-                redactions += doc["pii_redactions"] or 0
-                result.docs.append(doc)
+    batch = [dict(d) for d in docs]  # stages never change their input documents
+    blocked = [url_blocklist.check(d.get("url"), cfg.url_blocklist) if cfg.url_blocklist.enabled else None
+               for d in batch]
+    if cfg.language.enabled:
+        allowed = [d for d, b in zip(batch, blocked) if not b]
+        for doc, (lang, score) in zip(allowed, langid.identify([d["text"] for d in allowed], cfg.language)):
+            doc.update(language=lang, language_score=round(score, 6))
+    for doc, failed in zip(batch, blocked):  # rejects stay in document order, whatever the batch
+        if failed:
+            result.rejects.append(reject(doc, NAME, f"url_blocklist.{failed}", doc.get("url")))
+            continue
+        try:
+            kept = _apply(doc, cfg, rules, result)
+        except Exception as exc:  # noqa: BLE001 - one bad document must not stop the shard
+            result.errors.append(exception_error(NAME, doc, exc))
+            continue
+        if kept:
+            redactions += doc["pii_redactions"] or 0
+            result.docs.append(doc)
     result.metrics = {"pii_redactions": redactions}
     return result
 
