@@ -145,6 +145,9 @@ def check_semantics(cfg: ReleaseConfig, path: str) -> None:
             raise ConfigError(
                 f"{path}: sources[{i}].format: '{src.format}' records are HTML and need `stages.extract`"
             )
+        if src.format not in HTML_FORMATS and enabled == ["extract"]:
+            raise ConfigError(f"{path}: sources[{i}].format: '{src.format}' is already text; "
+                              "`stages.extract` does not apply to it and no other stage is configured")
         for j, pattern in enumerate(src.paths):
             if not expand_paths(pattern, src.storage_options):
                 raise ConfigError(f"{path}: sources[{i}].paths[{j}]: no input file matches {pattern!r}")

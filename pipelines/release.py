@@ -1,7 +1,6 @@
 """Building a release: plan shard-tasks from the config, run them on a runner, write the manifest."""
 
 import datetime as dt
-import json
 import time
 
 import fsspec
@@ -99,5 +98,5 @@ def write_manifest(cfg: ReleaseConfig, tasks: list[ShardTask]) -> dict:
                    "adds_up": funnel["adds_up"]},
         "outputs": outputs,
     }
-    io.write_json_atomic(io.join(cfg.output, "manifest.json"), json.loads(json.dumps(manifest)))
+    io.write_json_atomic(io.join(cfg.output, "manifest.json"), manifest)
     return manifest

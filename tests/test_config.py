@@ -116,3 +116,12 @@ def test_runner_does_not_change_content_hash(tmp_path):
 def test_beam_runner_fails_at_validation(tmp_path):
     with pytest.raises(ConfigError, match=r"runner\.kind: 'beam' is not available yet"):
         load_config(cfg_file(tmp_path, good(tmp_path).replace("kind: local", "kind: beam")))
+
+
+def test_text_source_needs_a_stage_that_applies(tmp_path):
+    data = tmp_path / "docs.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    text = good(tmp_path).replace(f"{ROOT / 'tests/data/sample'}/*.warc.gz", str(data)).replace(
+        "format: warc", "format: jsonl").replace("  filter: {}\n", "")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.format: 'jsonl' is already text"):
+        load_config(cfg_file(tmp_path, text))
