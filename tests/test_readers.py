@@ -113,6 +113,7 @@ def test_jsonl_with_bad_lines(tmp_path, suffix):
         json.dumps({"text": "no id here"}).encode(),
         json.dumps({"id": "c", "body": "no text field"}).encode(),
         json.dumps({"id": "d", "text": "last"}).encode(),
+        b'{"id": "e", "text": "lone \\ud800 surrogate"}',
     ]
     raw = b"\n".join(lines) + b"\n"
     path = tmp_path / f"docs.{suffix}"
@@ -126,7 +127,7 @@ def test_jsonl_with_bad_lines(tmp_path, suffix):
     assert docs[0]["metadata"] == '{"lang": "en"}'
     assert docs[1]["id"] == f"s/{path}#3"  # no id field: file + line
     assert [(e["input_offset"], e["error"]) for e in errors] == [(1, "InvalidUtf8"), (2, "InvalidJson"),
-                                                                 (4, "MissingField")]
+                                                                 (4, "MissingField"), (6, "InvalidUnicode")]
 
 
 def test_truncated_jsonl_gz(tmp_path):

@@ -23,19 +23,33 @@ def _doc(source, path: str, offset: int, record: dict, errors: list[dict]) -> di
         errors.append(error("read", source.name, path, offset, kind,
                             f"field {source.text_field!r} is {'missing' if text is None else type(text).__name__}"))
         return None
+    url = record.get(source.url_field) if source.url_field else None
+    for name, value in (("text", text), ("url", url)):
+        if isinstance(value, str) and not _encodable(value):  # JSON "\ud800" escapes: Parquet cannot hold them
+            errors.append(error("read", source.name, path, offset, "InvalidUnicode",
+                                f"field {name!r} has a lone surrogate (not encodable as UTF-8)"))
+            return None
     raw_id = record.get(source.id_field) if source.id_field else None
     used = {source.text_field, source.id_field, source.url_field, *KNOWN}
     extra = {k: v for k, v in record.items() if k not in used}
     return {
         "id": str(raw_id) if raw_id is not None else f"{source.name}/{path}#{offset}",
         "text": text,
-        "url": record.get(source.url_field) if source.url_field else None,
+        "url": url,
         "source": source.name,
         "input_file": path,
         "input_offset": offset,
         "date": None if record.get("date") is None else str(record.get("date")),
         "metadata": json.dumps(extra, sort_keys=True, default=str, ensure_ascii=False) if extra else None,
     }
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_jsonl(source, path: str, errors: list[dict]) -> Iterator[dict]:
