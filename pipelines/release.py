@@ -11,6 +11,7 @@ from pipelines import __version__, io, stats
 from pipelines.config import ReleaseConfig, expand_paths
 from pipelines.runners import make_runner
 from pipelines.shard_task import ShardTask, run_shard_task
+from pipelines.tokenize_task import TokenizeTask, run_tokenize_task, write_tokens_manifest
 from pipelines.stages import STAGES
 
 
@@ -35,37 +36,52 @@ def plan(cfg: ReleaseConfig) -> list[ShardTask]:
     return tasks
 
 
+def _run_phase(runner, fn, tasks: list, desc: str, progress: bool) -> tuple[list[dict], list[dict]]:
+    reports, failures = [], []
+    kept = 0
+    with tqdm(total=len(tasks), desc=desc, unit="shard", disable=not progress) as bar:
+        for task, report, exc in runner.map_unordered(fn, tasks):
+            if exc is not None:
+                failures.append({"part": task.part, "input_file": task.input_file,
+                                 "error": f"{type(exc).__name__}: {exc}"})
+            else:
+                reports.append(report)
+                last = list(report["stages"].values())[-1] if report["stages"] else {}
+                kept += last.get("docs_out", 0)
+            bar.update(1)
+            bar.set_postfix(kept=kept, failed=len(failures))
+    return reports, failures
+
+
 def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
-    """Runs every shard-task not already done, then writes OUT/manifest.json. Returns the run log."""
+    """Runs every task not already done, phase by phase, then writes the manifests. Returns the run log.
+
+    Phase 1 runs the per-document stages of each input shard; phase 2 tokenizes each shard's output.
+    """
     tasks = plan(cfg)
     io.remove_temporaries(cfg.output)  # one run writes a release at a time: leftovers are from a crash
     runner = make_runner(cfg.runner)
     began = time.time()
-    reports, failures = [], []
-    bar = tqdm(total=len(tasks), desc=f"{cfg.release}: shards", unit="shard", disable=not progress)
-    kept = 0
-    for task, report, exc in runner.map_unordered(run_shard_task, tasks):
-        if exc is not None:
-            failures.append({"part": task.part, "input_file": task.input_file, "error": f"{type(exc).__name__}: {exc}"})
-        else:
-            reports.append(report)
-            last = list(report["stages"].values())[-1] if report["stages"] else {}
-            kept += last.get("docs_out", 0)
-        bar.update(1)
-        bar.set_postfix(kept=kept, failed=len(failures))
-    bar.close()
+    per_doc = [t for t in tasks if t.chain]
+    reports, failures = _run_phase(runner, run_shard_task, per_doc, f"{cfg.release}: documents", progress)
+    if cfg.stages.tokenize is not None and not failures:
+        tok_tasks = [TokenizeTask(t, cfg.stages.tokenize) for t in tasks]
+        tok_reports, failures = _run_phase(runner, run_tokenize_task, tok_tasks, f"{cfg.release}: tokens", progress)
+        reports += tok_reports
     log = {
         "release": cfg.release, "runner": cfg.runner.model_dump(mode="json"),
         "started": dt.datetime.fromtimestamp(began, dt.timezone.utc).isoformat(),
         "seconds": round(time.time() - began, 3), "shards": len(tasks),
-        "skipped": sum(r["skipped"] for r in reports), "failures": failures,
-        "reports": sorted(reports, key=lambda r: r["part"]),
+        "skipped": sum(r["skipped"] for r in reports), "tasks": len(reports) + len(failures),
+        "failures": failures, "reports": sorted(reports, key=lambda r: r["part"]),
     }
     stamp = dt.datetime.fromtimestamp(began, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     io.write_json_atomic(io.join(cfg.output, "_logs", f"run-{stamp}.json"), log)
     if failures:
         names = ", ".join(f"{f['part']} ({f['input_file']}): {f['error']}" for f in failures)
         raise ShardFailures(f"{len(failures)} of {len(tasks)} shards failed; the rest are complete. {names}")
+    if cfg.stages.tokenize is not None:
+        write_tokens_manifest(cfg.output, cfg.stages.tokenize, [t.part for t in tasks])
     write_manifest(cfg, tasks)
     return log
 

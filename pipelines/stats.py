@@ -1,7 +1,8 @@
 """Statistics of a release with embedded DuckDB: one view per stage plus rejects, errors and stats.
 
 Views: docs_<stage> (kept documents), rejects, errors, stats (long format: stage, part, source,
-input_file, metric, value). The funnel is computed from `stats` and checked to add up.
+input_file, metric, value), and after tokenizing `tokens` (one row per packed piece: shard, sample,
+doc_id, source, url, token offsets, split) and `samples` (one row per sample: tokens, padding). The funnel is computed from `stats` and checked to add up.
 """
 
 import duckdb
@@ -33,6 +34,9 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     for name, pattern in [("rejects", "*/_rejects/*.parquet"), ("errors", "*/_errors/*.parquet"),
                           ("stats", "*/_stats/*.parquet")]:
         _view(con, name, _glob(output, pattern))
+    # token views: one row per packed piece (tokens) and per training sample (samples)
+    _view(con, "tokens", _glob(output, "tokens/_provenance/*.parquet"))
+    _view(con, "samples", _glob(output, "tokens/_samples/*.parquet"))
     for stage in stage_names(output):
         files = _glob(output, f"{stage}/part-*.parquet")
         if files:
@@ -56,7 +60,8 @@ def funnel(output: str) -> dict:
     stages: dict[str, dict[str, int]] = {}
     for stage, metric, value in totals:
         stages.setdefault(stage, {})[metric] = int(value)
-    order = [s for s in stage_names(output) if s in stages]
+    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+    order = sorted(stages, key=lambda s: (rank.get(s, len(rank)), s))
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     reasons = con.execute(
         "SELECT stage, reason, count(*) AS n FROM rejects GROUP BY ALL ORDER BY stage, n DESC, reason"

