@@ -27,12 +27,13 @@ stages:
   filter:
     url_blocklist: {{domains: [sources.debian.org]}}
     c4: {{filter_no_terminal_punct: false}}
+{extra}  tokenize: {{seq_len: 1024}}
 """
 
 
 def make_config(tmp_path, out="out", inputs=SAMPLE, extra="") -> str:
     path = tmp_path / f"{out}.yaml"
-    path.write_text(CONFIG.format(out=tmp_path / out, inputs=inputs) + extra)
+    path.write_text(CONFIG.format(out=tmp_path / out, inputs=inputs, extra=extra))
     return str(path)
 
 
@@ -58,7 +59,7 @@ def test_funnel_adds_up(sample_run):
     cfg, _ = sample_run
     f = stats.funnel(cfg.output)
     assert f["adds_up"]
-    assert list(f["stages"]) == ["read", "extract", "filter"]
+    assert list(f["stages"]) == ["read", "extract", "filter", "tokenize"]
     assert f["records_read"] == f["stages"]["extract"]["docs_in"] > 400
     assert 0 < f["kept"] < f["records_read"]
     reasons = {reason for _, reason, _ in f["rejects"]}
@@ -116,7 +117,7 @@ def test_rerun_does_nothing_whatever_the_workers(sample_run, tmp_path):
     before = tree(out)
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
     log = run_release(cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"workers": 1})}), progress=False)
-    assert log["skipped"] == log["shards"] == 2
+    assert log["skipped"] == log["tasks"] == 4  # 2 shards x (documents, tokens)
     assert tree(out) == before
     assert mtimes == {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
 
@@ -129,7 +130,7 @@ def test_changed_filter_reuses_extract(tmp_path):
     kept_before = stats.funnel(cfg.output)["kept"]
     cfg2 = load_config(make_config(tmp_path, extra="    fineweb: {enabled: false}\n"))
     log = run_release(cfg2, progress=False)
-    assert all(list(r["stages"]) == ["filter"] for r in log["reports"])  # extract was not redone
+    assert {s for r in log["reports"] for s in r["stages"]} == {"filter", "tokenize"}  # extract was not redone
     assert (out / "extract/part-00000.parquet").stat().st_mtime_ns == extract_mtime
     assert stats.funnel(cfg.output)["kept"] > kept_before
     assert stats.funnel(cfg.output)["adds_up"]
@@ -184,9 +185,9 @@ def test_bytes_do_not_depend_on_batching_or_resume_point(tmp_path, monkeypatch):
     resumed = load_config(make_config(tmp_path, out="resumed"), {"runner.workers": 1})
     run_release(resumed, progress=False)
     out = Path(resumed.output)
-    for path in [*out.glob("filter/*"), *out.glob("filter/_*/*"), out / "manifest.json"]:
+    for path in [*out.glob("filter/*"), *out.glob("filter/_*/*"), *out.glob("tokens/**/*"), out / "manifest.json"]:
         if path.is_file():
             path.unlink()
     log = run_release(resumed, progress=False)
-    assert all(list(r["stages"]) == ["filter"] for r in log["reports"])
+    assert sorted({s for r in log["reports"] for s in r["stages"]}) == ["filter", "tokenize"]
     assert tree(out) == tree(Path(reference.output))
