@@ -10,11 +10,12 @@ the reader for text sources when no such stage is configured. Outputs under OUT/
 plus _rejects, _errors, _stats and the _SUCCESS marker, like every stage.
 """
 
-import functools
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import fsspec
@@ -62,11 +63,6 @@ class TokenizeTask:
 
     def path(self, *parts: str) -> str:
         return io.join(self.shard.output, FOLDER, *parts)
-
-
-@functools.lru_cache(maxsize=2)
-def _tokenizer(spec: str, threads: int):
-    return load_tokenizer(spec, threads)  # once per worker process
 
 
 class _ShardFiles:
@@ -141,7 +137,8 @@ def run_tokenize_task(task: TokenizeTask) -> dict:
         return {**report, "skipped": True}
 
     cfg, shard = task.cfg, task.shard
-    tok = _tokenizer(cfg.tokenizer, cfg.threads)
+    tok = load_tokenizer(cfg.tokenizer, cfg.threads)
+    began = time.perf_counter()  # after the (once per worker) tokenizer load
     read_errors: list[dict] = []
     if shard.chain:
         docs = io.iter_rows(shard.path(shard.chain[-1][0]))
@@ -156,49 +153,64 @@ def run_tokenize_task(task: TokenizeTask) -> dict:
     counts = {"docs_in": 0, "docs_out": 0, "rejected": 0, "errors": 0}
     meta: dict[int, dict] = {}  # documents with pieces still to be packed
 
+    def encode(good: list[dict]) -> list[list[int] | None]:
+        try:
+            return tok.encode_batch([d["text"] for d in good])
+        except Exception:  # noqa: BLE001 - find the document that breaks the batch
+            encoded = []
+            for doc in good:
+                try:
+                    encoded.extend(tok.encode_batch([doc["text"]]))
+                except Exception as exc:  # noqa: BLE001
+                    errors.write([exception_error(NAME, doc, exc)])
+                    counts["errors"] += 1
+                    encoded.append(None)
+            return encoded
+
+    def accepted(batch: list[dict]) -> list[dict]:
+        counts["docs_in"] += len(batch)
+        good = []
+        for doc in batch:
+            text = doc.get("text")
+            reason = "empty_text" if not text or not text.strip() else None
+            reason = reason or (None if _encodable(text) else "unencodable_text")
+            if reason:
+                rejects.write([reject(doc, NAME, reason)])
+                counts["rejected"] += 1
+            else:
+                good.append(doc)
+        return good
+
     def documents() -> Iterator[tuple[int, np.ndarray]]:
+        # The tokenizer runs in a thread (it releases the GIL) on the next batch while this one is
+        # packed and written, so the stage runs at about the tokenizer's own speed.
         position = 0
-        for batch in _batches(docs, BATCH_DOCS):
-            counts["docs_in"] += len(batch)
-            good = []
-            for doc in batch:
-                text = doc.get("text")
-                reason = "empty_text" if not text or not text.strip() else None
-                reason = reason or (None if _encodable(text) else "unencodable_text")
-                if reason:
-                    rejects.write([reject(doc, NAME, reason)])
-                    counts["rejected"] += 1
-                else:
-                    good.append(doc)
-            try:
-                encoded = tok.encode_batch([d["text"] for d in good])
-            except Exception:  # noqa: BLE001 - find the document that breaks the batch
-                encoded = []
-                for doc in good:
-                    try:
-                        encoded.extend(tok.encode_batch([doc["text"]]))
-                    except Exception as exc:  # noqa: BLE001
-                        errors.write([exception_error(NAME, doc, exc)])
-                        counts["errors"] += 1
-                        encoded.append(None)
-            for doc, ids in zip(good, encoded):
-                if ids is None:
-                    continue
-                ids = ([tok.bos_id] if cfg.bos else []) + ids + ([tok.eos_id] if cfg.eos else [])
-                tokens = np.asarray(ids, dtype=np.int64)
-                meta[position] = {"id": doc["id"], "source": doc.get("source"), "url": doc.get("url"),
-                                  "tokens": len(tokens), "pieces": 0}
-                counts["docs_out"] += 1
-                yield position, tokens
-                position += 1
+        with ThreadPoolExecutor(1) as pool:
+            pending = None
+            for batch in [*_batches(docs, BATCH_DOCS), None]:
+                if batch is not None:
+                    good = accepted(batch)
+                    submitted = (good, pool.submit(encode, good))
+                if pending is not None:
+                    good_prev, future = pending
+                    for doc, ids in zip(good_prev, future.result()):
+                        if ids is None:
+                            continue
+                        ids = ([tok.bos_id] if cfg.bos else []) + ids + ([tok.eos_id] if cfg.eos else [])
+                        meta[position] = {"id": doc["id"], "source": doc.get("source"), "url": doc.get("url"),
+                                          "tokens": len(ids), "pieces": 0}
+                        counts["docs_out"] += 1
+                        yield position, np.asarray(ids, dtype=np.int64)
+                        position += 1
+                pending = submitted if batch is not None else None
 
     totals = {"tokens": 0, "samples": 0, "padding": 0, "split_docs": 0, "split_docs_that_fit": 0}
+    sample_rows, rows = [], []  # handed to the sinks in blocks: one Arrow conversion per block, not per sample
     for sample in pack(documents(), cfg.pack, cfg.seq_len, cfg.window):
         used = sum(len(p) for p in sample)
         shard_name, index = files.add([p.tokens for p in sample], cfg.seq_len - used)
-        samples.write([{"part": task.part, "shard": shard_name, "sample": index, "tokens": used,
-                        "padding": cfg.seq_len - used, "pieces": len(sample)}])
-        rows = []
+        sample_rows.append({"part": task.part, "shard": shard_name, "sample": index, "tokens": used,
+                            "padding": cfg.seq_len - used, "pieces": len(sample)})
         for j, piece in enumerate(sample):
             m = meta[piece.doc]
             m["pieces"] += 1
@@ -211,11 +223,16 @@ def run_tokenize_task(task: TokenizeTask) -> dict:
                     totals["split_docs"] += 1
                     totals["split_docs_that_fit"] += m["tokens"] <= cfg.seq_len
                 del meta[piece.doc]
-        provenance.write(rows)
+        if len(rows) >= 4096:
+            provenance.write(rows)
+            samples.write(sample_rows)
+            sample_rows, rows = [], []
         totals["tokens"] += used
         totals["samples"] += 1
         totals["padding"] += cfg.seq_len - used
 
+    provenance.write(rows)
+    samples.write(sample_rows)
     if not shard.chain:
         _write_read_outputs(shard, counts["docs_in"], read_errors)
     shards = files.finish()
@@ -226,13 +243,13 @@ def run_tokenize_task(task: TokenizeTask) -> dict:
     io.write_table_atomic(task.path("_stats", f"{task.part}.parquet"), _stats_rows(shard, NAME, metrics),
                           STATS_SCHEMA)
     io.write_json_atomic(marker, {"fingerprint": task.fingerprint(), "input_file": task.input_file})
-    report["stages"][NAME] = metrics
+    report["stages"][NAME] = {**metrics, "seconds": round(time.perf_counter() - began, 3)}
     return report
 
 
 def write_tokens_manifest(output: str, cfg: TokenizeConfig, parts: list[str]) -> dict:
     """OUT/tokens/manifest.json: tokenizer identity, packing settings, every shard with its sha256."""
-    tok = _tokenizer(cfg.tokenizer, cfg.threads)
+    tok = load_tokenizer(cfg.tokenizer, cfg.threads)
     shards = [s for part in parts for s in io.read_json(io.join(output, FOLDER, "_meta", f"{part}.json"))["shards"]]
     total = {k: sum(s[k] for s in shards) for k in ("tokens", "samples", "documents", "padding")}
     slots = total["samples"] * cfg.seq_len

