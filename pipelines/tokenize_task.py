@@ -15,7 +15,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import fsspec
@@ -182,27 +181,18 @@ def run_tokenize_task(task: TokenizeTask) -> dict:
         return good
 
     def documents() -> Iterator[tuple[int, np.ndarray]]:
-        # The tokenizer runs in a thread (it releases the GIL) on the next batch while this one is
-        # packed and written, so the stage runs at about the tokenizer's own speed.
         position = 0
-        with ThreadPoolExecutor(1) as pool:
-            pending = None
-            for batch in [*_batches(docs, BATCH_DOCS), None]:
-                if batch is not None:
-                    good = accepted(batch)
-                    submitted = (good, pool.submit(encode, good))
-                if pending is not None:
-                    good_prev, future = pending
-                    for doc, ids in zip(good_prev, future.result()):
-                        if ids is None:
-                            continue
-                        ids = ([tok.bos_id] if cfg.bos else []) + ids + ([tok.eos_id] if cfg.eos else [])
-                        meta[position] = {"id": doc["id"], "source": doc.get("source"), "url": doc.get("url"),
-                                          "tokens": len(ids), "pieces": 0}
-                        counts["docs_out"] += 1
-                        yield position, np.asarray(ids, dtype=np.int64)
-                        position += 1
-                pending = submitted if batch is not None else None
+        for batch in _batches(docs, BATCH_DOCS):
+            good = accepted(batch)
+            for doc, ids in zip(good, encode(good)):
+                if ids is None:
+                    continue
+                ids = ([tok.bos_id] if cfg.bos else []) + ids + ([tok.eos_id] if cfg.eos else [])
+                meta[position] = {"id": doc["id"], "source": doc.get("source"), "url": doc.get("url"),
+                                  "tokens": len(ids), "pieces": 0}
+                counts["docs_out"] += 1
+                yield position, np.asarray(ids, dtype=np.int64)
+                position += 1
 
     totals = {"tokens": 0, "samples": 0, "padding": 0, "split_docs": 0, "split_docs_that_fit": 0}
     sample_rows, rows = [], []  # handed to the sinks in blocks: one Arrow conversion per block, not per sample
