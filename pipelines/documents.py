@@ -92,3 +92,12 @@ def exception_error(stage: str, doc: dict, exc: BaseException) -> dict:
     """An error row for a document whose processing raised."""
     return error(stage, doc.get("source"), doc.get("input_file"), doc.get("input_offset"),
                  type(exc).__name__, str(exc) or repr(exc), doc.get("id"))
+
+
+def encodable(text: str) -> bool:
+    """False for strings Parquet and tokenizers cannot hold as-is (lone surrogates, e.g. from JSON escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -24,7 +24,7 @@ import zstandard
 
 from pipelines import io
 from pipelines.config import ExtractConfig, TokenizeConfig, sha256_json
-from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, exception_error, reject
+from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, encodable, exception_error, reject
 from pipelines.shard_task import BATCH_DOCS, ShardTask, _batches, _safe_reader, _stats_rows, _write_read_outputs
 from tokenize_stage.megatron import MegatronWriter, dtype_for_vocab
 from tokenize_stage.packing import pack
@@ -121,14 +121,6 @@ class _ShardFiles:
         return self.done
 
 
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def run_tokenize_task(task: TokenizeTask) -> dict:
     marker = task.path(f"_SUCCESS.{task.part}")
     report = {"part": task.part, "input_file": task.input_file, "skipped": False, "stages": {}}
@@ -172,7 +164,7 @@ def run_tokenize_task(task: TokenizeTask) -> dict:
         for doc in batch:
             text = doc.get("text")
             reason = "empty_text" if not text or not text.strip() else None
-            reason = reason or (None if _encodable(text) else "unencodable_text")
+            reason = reason or (None if encodable(text) else "unencodable_text")
             if reason:
                 rejects.write([reject(doc, NAME, reason)])
                 counts["rejected"] += 1

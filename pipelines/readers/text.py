@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import fsspec
 import pyarrow.parquet as pq
 
-from pipelines.documents import error
+from pipelines.documents import encodable, error
 
 KNOWN = {"date"}
 
@@ -25,7 +25,7 @@ def _doc(source, path: str, offset: int, record: dict, errors: list[dict]) -> di
         return None
     url = record.get(source.url_field) if source.url_field else None
     for name, value in (("text", text), ("url", url)):
-        if isinstance(value, str) and not _encodable(value):  # JSON "\ud800" escapes: Parquet cannot hold them
+        if isinstance(value, str) and not encodable(value):  # JSON "\ud800" escapes: Parquet cannot hold them
             errors.append(error("read", source.name, path, offset, "InvalidUnicode",
                                 f"field {name!r} has a lone surrogate (not encodable as UTF-8)"))
             return None
@@ -42,14 +42,6 @@ def _doc(source, path: str, offset: int, record: dict, errors: list[dict]) -> di
         "date": None if record.get("date") is None else str(record.get("date")),
         "metadata": json.dumps(extra, sort_keys=True, default=str, ensure_ascii=False) if extra else None,
     }
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def read_jsonl(source, path: str, errors: list[dict]) -> Iterator[dict]:
