@@ -11,7 +11,6 @@
 import argparse
 import json
 import multiprocessing
-import os
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from extract_filter import HERE, ROOT, WORK, measure
+from extract_filter import ROOT, WORK, measure
 
 sys.path.insert(0, str(ROOT))
 from pipelines import stats  # noqa: E402
