@@ -80,9 +80,41 @@ class TokenizeConfig(StrictModel):
     threads: int = Field(1, ge=1)  # tokenizer threads per worker
 
 
+class MinHashConfig(StrictModel):
+    enabled: bool = True
+    ngram: int = Field(5, ge=1)  # word n-gram shingles
+    num_perm: int = Field(112, ge=1)
+    bands: int = Field(14, ge=1)  # 14 x 8 = FineWeb's setting, aimed at Jaccard ~0.75-0.8
+    rows: int = Field(8, ge=1)
+    seed: int = 1
+    lowercase: bool = True
+    normalize_digits: bool = True
+    strip_punctuation: bool = True
+    verify: bool = False  # keep only candidate pairs whose exact shingle Jaccard >= verify_threshold
+    verify_threshold: float = Field(0.7, ge=0, le=1)
+
+    @field_validator("rows")
+    @classmethod
+    def _bands_times_rows(cls, rows: int, info) -> int:
+        if "num_perm" in info.data and "bands" in info.data and info.data["bands"] * rows != info.data["num_perm"]:
+            raise ValueError(f"bands x rows must equal num_perm ({info.data['bands']} x {rows} != "
+                             f"{info.data['num_perm']})")
+        return rows
+
+
+class DedupConfig(StrictModel):
+    exact: bool = True  # hash of the normalised text
+    minhash: MinHashConfig = MinHashConfig()
+    keep: Literal["first_id", "longest"] = "first_id"  # which member of a cluster is kept
+    buckets: int = Field(16, ge=1)  # band keys are hash-partitioned into this many shuffle files
+    against: list[str] = Field(default_factory=list)  # earlier releases whose documents are already shipped
+    max_union_find_edges: int = Field(5_000_000, ge=0)  # above this, components are found out of core
+
+
 class StagesConfig(StrictModel):
     extract: ExtractConfig | None = None
     filter: FilterConfig | None = None
+    dedup: DedupConfig | None = None
     tokenize: TokenizeConfig | None = None
 
     def enabled(self) -> list[str]:
@@ -166,6 +198,14 @@ def check_semantics(cfg: ReleaseConfig, path: str) -> None:
                 raise ConfigError(f"{path}: sources[{i}].paths[{j}]: no input file matches {pattern!r}")
     if cfg.stages.tokenize is not None:
         _check_tokenizer(cfg.stages.tokenize, path)
+    if cfg.stages.dedup is not None:
+        from pipelines.dedup.index import IndexError_, check_index
+
+        for i, earlier in enumerate(cfg.stages.dedup.against):
+            try:
+                check_index(earlier, cfg.stages.dedup)
+            except IndexError_ as exc:
+                raise ConfigError(f"{path}: stages.dedup.against[{i}]: {exc}") from None
     if cfg.stages.filter is not None:
         f = cfg.stages.filter
         if f.language.enabled and not _exists(model_path(f.language)):

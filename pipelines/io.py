@@ -136,3 +136,11 @@ def remove_temporaries(root: str) -> int:
     for f in stale:
         fs.rm(f)
     return len(stale)
+
+
+def glob(root: str, pattern: str) -> list[str]:
+    """Sorted files under `root` matching `pattern`, as paths (local) or URIs (other filesystems)."""
+    fs, base = fsspec.core.url_to_fs(root)
+    found = sorted(fs.glob(join(base, pattern)))
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+    return found if {"file", "local"} & set(protocols) else [fs.unstrip_protocol(f) for f in found]

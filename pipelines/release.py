@@ -10,7 +10,9 @@ from tqdm import tqdm
 from pipelines import __version__, io, stats
 from pipelines.config import ReleaseConfig, expand_paths
 from pipelines.runners import make_runner
-from pipelines.shard_task import ShardTask, run_shard_task
+from pipelines.config import sha256_json
+from pipelines.dedup.tasks import DedupApplyTask, DedupGlobalTask, DedupMapTask, run_apply, run_cluster, run_map, run_reduce
+from pipelines.shard_task import ShardTask, last_stage, run_shard_task
 from pipelines.tokenize_task import TokenizeTask, run_tokenize_task, write_tokens_manifest
 from pipelines.stages import STAGES
 
@@ -53,6 +55,24 @@ def _run_phase(runner, fn, tasks: list, desc: str, progress: bool) -> tuple[list
     return reports, failures
 
 
+def _later_phases(cfg: ReleaseConfig, tasks: list[ShardTask], upstream: dict):
+    """Phases after the per-document stages, each a callable returning (name, task fn, tasks), built
+    lazily because a phase's fingerprints depend on the phase before it."""
+    dedup, tokenize = cfg.stages.dedup, cfg.stages.tokenize
+    if dedup is not None:
+        maps = [DedupMapTask(t, dedup) for t in tasks]
+        global_fp = sha256_json({"maps": [m.fingerprint() for m in maps], "against": dedup.against})
+        yield lambda: ("dedup map", run_map, maps)
+        yield lambda: ("dedup reduce", run_reduce,
+                       [DedupGlobalTask(cfg.output, dedup, global_fp, b) for b in range(dedup.buckets)])
+        yield lambda: ("dedup cluster", run_cluster, [DedupGlobalTask(cfg.output, dedup, global_fp)])
+        yield lambda: ("dedup", run_apply, [DedupApplyTask(t, dedup, global_fp) for t in tasks])
+        upstream.update({t.part: ("dedup", global_fp) for t in tasks})
+    if tokenize is not None:
+        yield lambda: ("tokens", run_tokenize_task,
+                       [TokenizeTask(t, tokenize, *upstream[t.part]) for t in tasks])
+
+
 def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
     """Runs every task not already done, phase by phase, then writes the manifests. Returns the run log.
 
@@ -64,10 +84,14 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
     began = time.time()
     per_doc = [t for t in tasks if t.chain]
     reports, failures = _run_phase(runner, run_shard_task, per_doc, f"{cfg.release}: documents", progress)
-    if cfg.stages.tokenize is not None and not failures:
-        tok_tasks = [TokenizeTask(t, cfg.stages.tokenize) for t in tasks]
-        tok_reports, failures = _run_phase(runner, run_tokenize_task, tok_tasks, f"{cfg.release}: tokens", progress)
-        reports += tok_reports
+    # what the next phase reads, per part: (stage folder or None for the source, its fingerprint)
+    upstream = {t.part: (last_stage(t), t.fingerprint(len(t.chain) - 1)) for t in tasks}
+    for phase in _later_phases(cfg, tasks, upstream):
+        if failures:
+            break
+        name, fn, phase_tasks = phase()
+        phase_reports, failures = _run_phase(runner, fn, phase_tasks, f"{cfg.release}: {name}", progress)
+        reports += phase_reports
     log = {
         "release": cfg.release, "runner": cfg.runner.model_dump(mode="json"),
         "started": dt.datetime.fromtimestamp(began, dt.timezone.utc).isoformat(),

@@ -60,6 +60,17 @@ def _safe_reader(task: ShardTask, errors: list[dict], max_payload: int) -> Itera
                             f"reader stopped: {exc}"))
 
 
+def input_docs(task: ShardTask, stage: str | None, read_errors: list[dict]) -> Iterable[dict]:
+    """Rows of `stage`'s output for this part, or the reader's records (for a phase with nothing before it)."""
+    if stage is not None:
+        return io.iter_rows(task.path(stage))
+    return _safe_reader(task, read_errors, ExtractConfig().max_payload_bytes)
+
+
+def last_stage(task: ShardTask) -> str | None:
+    return task.chain[-1][0] if task.chain else None
+
+
 def _stats_rows(task: ShardTask, stage: str, metrics: dict[str, float]) -> list[dict]:
     base = ["docs_in", "docs_out", "rejected", "errors"]
     order = [k for k in base if k in metrics] + sorted(k for k in metrics if k not in base)

@@ -13,15 +13,8 @@ from pipelines import io
 STAGE_ORDER = ["read", "extract", "filter", "dedup", "score", "mixture", "tokenize"]
 
 
-def _glob(output: str, pattern: str) -> list[str]:
-    fs, root = fsspec.core.url_to_fs(output)
-    found = sorted(fs.glob(io.join(root, pattern)))
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return [f if protocol in ("file", "local") else f"{protocol}://{f}" for f in found]
-
-
 def stage_names(output: str) -> list[str]:
-    present = {p.rstrip("/").split("/")[-3] for p in _glob(output, "*/_stats/*.parquet")}
+    present = {p.rstrip("/").split("/")[-3] for p in io.glob(output, "*/_stats/*.parquet")}
     return [s for s in STAGE_ORDER if s in present] + sorted(present - set(STAGE_ORDER))
 
 
@@ -33,12 +26,12 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
         con.register_filesystem(fs)
     for name, pattern in [("rejects", "*/_rejects/*.parquet"), ("errors", "*/_errors/*.parquet"),
                           ("stats", "*/_stats/*.parquet")]:
-        _view(con, name, _glob(output, pattern))
+        _view(con, name, io.glob(output, pattern))
     # token views: one row per packed piece (tokens) and per training sample (samples)
-    _view(con, "tokens", _glob(output, "tokens/_provenance/*.parquet"))
-    _view(con, "samples", _glob(output, "tokens/_samples/*.parquet"))
+    _view(con, "tokens", io.glob(output, "tokens/_provenance/*.parquet"))
+    _view(con, "samples", io.glob(output, "tokens/_samples/*.parquet"))
     for stage in stage_names(output):
-        files = _glob(output, f"{stage}/part-*.parquet")
+        files = io.glob(output, f"{stage}/part-*.parquet")
         if files:
             _view(con, f"docs_{stage}", files)
     return con

@@ -23,9 +23,9 @@ import pyarrow as pa
 import zstandard
 
 from pipelines import io
-from pipelines.config import ExtractConfig, TokenizeConfig, sha256_json
+from pipelines.config import TokenizeConfig, sha256_json
 from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, encodable, exception_error, reject
-from pipelines.shard_task import BATCH_DOCS, ShardTask, _batches, _safe_reader, _stats_rows, _write_read_outputs
+from pipelines.shard_task import BATCH_DOCS, ShardTask, _batches, _stats_rows, _write_read_outputs, input_docs
 from tokenize_stage.megatron import MegatronWriter, dtype_for_vocab
 from tokenize_stage.packing import pack
 from tokenize_stage.tokenizers import load_tokenizer
@@ -47,6 +47,8 @@ SAMPLES_SCHEMA = pa.schema([
 class TokenizeTask:
     shard: ShardTask  # the per-document task of the same part (its chain may be empty)
     cfg: TokenizeConfig
+    upstream: str | None  # the stage whose part-NNNNN.parquet is tokenized; None = read the source
+    upstream_fingerprint: str
 
     @property
     def part(self) -> str:
@@ -57,8 +59,7 @@ class TokenizeTask:
         return self.shard.input_file
 
     def fingerprint(self) -> str:
-        upstream = self.shard.fingerprint(len(self.shard.chain) - 1)
-        return sha256_json({"upstream": upstream, "tokenize": self.cfg.model_dump(mode="json")})
+        return sha256_json({"upstream": self.upstream_fingerprint, "tokenize": self.cfg.model_dump(mode="json")})
 
     def path(self, *parts: str) -> str:
         return io.join(self.shard.output, FOLDER, *parts)
@@ -131,10 +132,7 @@ def run_tokenize_task(task: TokenizeTask) -> dict:
     tok = load_tokenizer(cfg.tokenizer, cfg.threads)
     began = time.perf_counter()  # after the (once per worker) tokenizer load
     read_errors: list[dict] = []
-    if shard.chain:
-        docs = io.iter_rows(shard.path(shard.chain[-1][0]))
-    else:
-        docs = _safe_reader(shard, read_errors, ExtractConfig().max_payload_bytes)
+    docs = input_docs(shard, task.upstream, read_errors)
 
     rejects = io.ParquetSink(task.path("_rejects", f"{task.part}.parquet"), REJECT_SCHEMA)
     errors = io.ParquetSink(task.path("_errors", f"{task.part}.parquet"), ERROR_SCHEMA)
@@ -215,7 +213,7 @@ def run_tokenize_task(task: TokenizeTask) -> dict:
 
     provenance.write(rows)
     samples.write(sample_rows)
-    if not shard.chain:
+    if task.upstream is None:
         _write_read_outputs(shard, counts["docs_in"], read_errors)
     shards = files.finish()
     for sink in (rejects, errors, provenance, samples):

@@ -32,7 +32,7 @@ def good(tmp_path):
 
 def test_sample_config_validates():
     cfg = load_config(str(ROOT / "configs/releases/sample.yaml"))
-    assert cfg.stages.enabled() == ["extract", "filter", "tokenize"]
+    assert cfg.stages.enabled() == ["extract", "filter", "dedup", "tokenize"]
     assert cfg.stages.filter.gopher_quality.min_doc_words == 50  # published default filled in
 
 

@@ -27,7 +27,8 @@ stages:
   filter:
     url_blocklist: {{domains: [sources.debian.org]}}
     c4: {{filter_no_terminal_punct: false}}
-{extra}  tokenize: {{seq_len: 1024}}
+{extra}  dedup: {{minhash: {{verify: true}}, buckets: 4}}
+  tokenize: {{seq_len: 1024}}
 """
 
 
@@ -59,7 +60,7 @@ def test_funnel_adds_up(sample_run):
     cfg, _ = sample_run
     f = stats.funnel(cfg.output)
     assert f["adds_up"]
-    assert list(f["stages"]) == ["read", "extract", "filter", "tokenize"]
+    assert list(f["stages"]) == ["read", "extract", "filter", "dedup", "tokenize"]
     assert f["records_read"] == f["stages"]["extract"]["docs_in"] > 400
     assert 0 < f["kept"] < f["records_read"]
     reasons = {reason for _, reason, _ in f["rejects"]}
@@ -88,7 +89,7 @@ def test_layout_and_manifest(sample_run):
 def test_kept_documents_look_right(sample_run):
     cfg, _ = sample_run
     con = stats.connect(cfg.output)
-    rows = con.execute("SELECT id, url, language, length(text), charset FROM docs_filter").fetchall()
+    rows = con.execute("SELECT id, url, language, length(text), charset FROM docs_dedup").fetchall()
     assert all(lang == "en" for _, _, lang, _, _ in rows)
     assert not any("sources.debian.org" in url for _, url, *_ in rows)
     assert len({r[0] for r in rows}) == len(rows)
@@ -117,7 +118,7 @@ def test_rerun_does_nothing_whatever_the_workers(sample_run, tmp_path):
     before = tree(out)
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
     log = run_release(cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"workers": 1})}), progress=False)
-    assert log["skipped"] == log["tasks"] == 4  # 2 shards x (documents, tokens)
+    assert log["skipped"] == log["tasks"] == 2 + 2 + 4 + 1 + 2 + 2  # documents, dedup map/reduce/cluster/apply, tokens
     assert tree(out) == before
     assert mtimes == {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
 
@@ -130,7 +131,7 @@ def test_changed_filter_reuses_extract(tmp_path):
     kept_before = stats.funnel(cfg.output)["kept"]
     cfg2 = load_config(make_config(tmp_path, extra="    fineweb: {enabled: false}\n"))
     log = run_release(cfg2, progress=False)
-    assert {s for r in log["reports"] for s in r["stages"]} == {"filter", "tokenize"}  # extract was not redone
+    assert "extract" not in {s for r in log["reports"] for s in r["stages"]}  # extract was not redone
     assert (out / "extract/part-00000.parquet").stat().st_mtime_ns == extract_mtime
     assert stats.funnel(cfg.output)["kept"] > kept_before
     assert stats.funnel(cfg.output)["adds_up"]
@@ -185,9 +186,10 @@ def test_bytes_do_not_depend_on_batching_or_resume_point(tmp_path, monkeypatch):
     resumed = load_config(make_config(tmp_path, out="resumed"), {"runner.workers": 1})
     run_release(resumed, progress=False)
     out = Path(resumed.output)
-    for path in [*out.glob("filter/*"), *out.glob("filter/_*/*"), *out.glob("tokens/**/*"), out / "manifest.json"]:
+    for path in [*out.glob("filter/*"), *out.glob("filter/_*/*"), *out.glob("dedup/**/*"), *out.glob("tokens/**/*"),
+                 out / "manifest.json"]:
         if path.is_file():
             path.unlink()
     log = run_release(resumed, progress=False)
-    assert sorted({s for r in log["reports"] for s in r["stages"]}) == ["filter", "tokenize"]
+    assert "extract" not in {s for r in log["reports"] for s in r["stages"]}
     assert tree(out) == tree(Path(reference.output))

@@ -1,0 +1,1 @@
+"""Deduplication: exact and MinHash LSH, as map -> shuffle through storage -> reduce steps."""

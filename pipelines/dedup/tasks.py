@@ -1,0 +1,298 @@
+"""The dedup phase as runner tasks: map per input shard, reduce per bucket, one cluster step, apply per shard.
+
+map     OUT/dedup/_sig/part-N.parquet (id, exact key, length, words[, shingles]) and the band keys,
+        hash-partitioned to OUT/dedup/_bands/bucket-B/part-N.parquet (the shuffle through storage)
+reduce  per bucket: documents sharing a (band, key) -> star edges to the smallest id, _edges/bucket-B
+cluster connected components of all edges (union-find in memory when the edges are few, else
+        min-label propagation in DuckDB, out of core) and the kept document of each component
+apply   per input shard: documents whose component keeps another one become rejects with
+        reason=duplicate, detail=exact|minhash and duplicate_of=<kept id>
+Documents of earlier releases named in `against` join the graph and are always the kept ones.
+"""
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines import io
+from pipelines.config import DedupConfig, sha256_json
+from pipelines.dedup import minhash
+from pipelines.dedup.index import index_params
+from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, doc_schema, reject
+from pipelines.shard_task import ShardTask, _stats_rows, _write_read_outputs, input_docs, last_stage
+
+NAME = "dedup"
+EXACT_BAND = -1  # the exact-text key travels through the same shuffle as a band of its own
+SIG_SCHEMA = pa.schema([("id", pa.string()), ("part", pa.string()), ("exact", pa.uint64()),
+                        ("chars", pa.int64()), ("words", pa.int64()), ("shingles", pa.list_(pa.uint64()))])
+BAND_SCHEMA = pa.schema([("band", pa.int16()), ("key", pa.uint64()), ("id", pa.string())])
+EDGE_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string())])
+CLUSTER_SCHEMA = pa.schema([("id", pa.string()), ("part", pa.string()), ("duplicate_of", pa.string()),
+                            ("reason", pa.string()), ("cluster_size", pa.int64())])
+
+
+def _path(output: str, *parts: str) -> str:
+    return io.join(output, NAME, *parts)
+
+
+def _done(marker: str, fingerprint: str) -> bool:
+    return io.exists(marker) and io.read_json(marker).get("fingerprint") == fingerprint
+
+
+def _mark(marker: str, fingerprint: str) -> None:
+    io.write_json_atomic(marker, {"fingerprint": fingerprint})
+
+
+@dataclass(frozen=True)
+class DedupMapTask:
+    shard: ShardTask
+    cfg: DedupConfig
+
+    @property
+    def part(self) -> str:
+        return self.shard.part
+
+    @property
+    def input_file(self) -> str:
+        return self.shard.input_file
+
+    def fingerprint(self) -> str:
+        return sha256_json({"upstream": self.shard.fingerprint(len(self.shard.chain) - 1),
+                            "dedup": self.cfg.model_dump(mode="json")})
+
+
+def run_map(task: DedupMapTask) -> dict:
+    out, cfg, part = task.shard.output, task.cfg, task.part
+    marker = _path(out, f"_SUCCESS.map.{part}")
+    report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
+    if _done(marker, task.fingerprint()):
+        return report
+    m = cfg.minhash
+    seeds = minhash.seeds(m.num_perm, m.seed)
+    read_errors: list[dict] = []
+    sigs, buckets = [], [[] for _ in range(cfg.buckets)]
+    n_docs = 0
+    for doc in input_docs(task.shard, last_stage(task.shard), read_errors):
+        n_docs += 1
+        text = doc.get("text") or ""
+        norm = minhash.normalize(text, m.lowercase, m.normalize_digits, m.strip_punctuation)
+        shingles = minhash.shingle_hashes(norm, m.ngram)
+        exact = minhash.exact_key(norm)
+        sigs.append({"id": doc["id"], "part": part, "exact": exact, "chars": len(text),
+                     "words": len(norm.split()), "shingles": shingles.tolist() if m.verify else None})
+        if not len(shingles):
+            continue  # no words: rejected as empty_text by apply, never compared
+        keys = [(EXACT_BAND, exact)] if cfg.exact else []
+        if m.enabled:
+            bands = minhash.band_keys(minhash.signature(shingles, seeds)[None, :], m.bands, m.rows)[0]
+            keys += [(b, int(k)) for b, k in enumerate(bands)]
+        for band, key in keys:
+            buckets[(key + band * 1_000_003) % cfg.buckets].append({"band": band, "key": key, "id": doc["id"]})
+    io.write_table_atomic(_path(out, "_sig", f"{part}.parquet"), sigs, SIG_SCHEMA)
+    for b, rows in enumerate(buckets):
+        rows.sort(key=lambda r: (r["band"], r["key"], r["id"]))
+        io.write_table_atomic(_path(out, "_bands", f"bucket-{b:05d}", f"{part}.parquet"), rows, BAND_SCHEMA)
+    if last_stage(task.shard) is None:
+        _write_read_outputs(task.shard, n_docs, read_errors)
+    _mark(marker, task.fingerprint())
+    return {**report, "skipped": False, "stages": {"dedup_map": {"docs": n_docs}}}
+
+
+@dataclass(frozen=True)
+class DedupGlobalTask:
+    """reduce (bucket >= 0) or cluster (bucket = None); depends on every map output."""
+
+    output: str
+    cfg: DedupConfig
+    fingerprint_: str  # of all map tasks together
+    bucket: int | None = None
+
+    @property
+    def part(self) -> str:
+        return f"bucket-{self.bucket:05d}" if self.bucket is not None else "clusters"
+
+    @property
+    def input_file(self) -> str:
+        return ""
+
+
+def _release_files(task, pattern: str) -> list[tuple[str, list[str]]]:
+    """(node prefix, files) for this release ('') and each earlier one ('@k:')."""
+    found = [("", io.glob(_path(task.output), pattern))]
+    found += [(f"@{k}:", io.glob(_path(r), pattern)) for k, r in enumerate(task.cfg.against)]
+    return [(prefix, files) for prefix, files in found if files]
+
+
+def _listing(files: list[str]) -> str:
+    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+
+
+def run_reduce(task: DedupGlobalTask) -> dict:
+    marker = _path(task.output, f"_SUCCESS.reduce.{task.part}")
+    report = {"part": task.part, "input_file": "", "skipped": True, "stages": {}}
+    if _done(marker, task.fingerprint_):
+        return report
+    selects = [f"SELECT band, key, '{prefix}' || id AS node FROM read_parquet({_listing(files)})"
+               for prefix, files in _release_files(task, f"_bands/{task.part}/*.parquet")]
+    edges = []
+    if selects:
+        groups = duckdb.connect().execute(
+            f"SELECT list(node ORDER BY node) FROM ({' UNION ALL '.join(selects)}) "
+            "GROUP BY band, key HAVING count(*) > 1").fetchall()
+        pairs = {(nodes[0], other) for (nodes,) in groups for other in nodes[1:] if other != nodes[0]}
+        edges = [{"a": a, "b": b} for a, b in sorted(pairs)]
+    io.write_table_atomic(_path(task.output, "_edges", f"{task.part}.parquet"), edges, EDGE_SCHEMA)
+    _mark(marker, task.fingerprint_)
+    return {**report, "skipped": False, "stages": {"dedup_reduce": {"edges": len(edges)}}}
+
+
+def _union_find(edges: list[tuple[str, str]]) -> dict[str, str]:
+    """node -> smallest node of its component."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(x, x) != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {node: find(node) for node in set(parent) | {n for e in edges for n in e}}
+
+
+def _label_propagation(con, edge_files: list[str]) -> dict[str, str]:
+    """Min-label propagation in DuckDB (spills to disk): every round a node takes the smallest label
+    among itself and its neighbours, until no label changes."""
+    con.execute(f"CREATE TABLE e AS SELECT a, b FROM read_parquet({_listing(edge_files)}) "
+                f"UNION SELECT b, a FROM read_parquet({_listing(edge_files)})")
+    con.execute("CREATE TABLE label AS SELECT DISTINCT a AS node, a AS label FROM e")
+    while True:
+        con.execute("CREATE TABLE next AS SELECT l.node, least(l.label, min(n.label)) AS label "
+                    "FROM label l JOIN e ON e.a = l.node JOIN label n ON n.node = e.b GROUP BY l.node, l.label")
+        changed = con.execute("SELECT count(*) FROM next JOIN label USING (node) "
+                              "WHERE next.label <> label.label").fetchone()[0]
+        con.execute("DROP TABLE label; ALTER TABLE next RENAME TO label")
+        if not changed:
+            return dict(con.execute("SELECT node, label FROM label").fetchall())
+
+
+def _verified(con, edges: list[tuple[str, str]], task) -> list[tuple[str, str]]:
+    shingles = {}
+    for prefix, files in _release_files(task, "_sig/*.parquet"):
+        for node, values in con.execute(f"SELECT '{prefix}' || id, shingles FROM read_parquet({_listing(files)}) "
+                                        "WHERE shingles IS NOT NULL").fetchall():
+            shingles[node] = np.asarray(values, dtype=np.uint64)
+    threshold = task.cfg.minhash.verify_threshold
+    return [(a, b) for a, b in edges
+            if a not in shingles or b not in shingles or minhash.jaccard(shingles[a], shingles[b]) >= threshold]
+
+
+def run_cluster(task: DedupGlobalTask) -> dict:
+    marker = _path(task.output, "_SUCCESS.cluster")
+    report = {"part": "clusters", "input_file": "", "skipped": True, "stages": {}}
+    if _done(marker, task.fingerprint_):
+        return report
+    con = duckdb.connect()
+    edge_files = io.glob(_path(task.output), "_edges/*.parquet")
+    edges = [tuple(e) for e in con.execute(f"SELECT DISTINCT a, b FROM read_parquet({_listing(edge_files)}) "
+                                           "ORDER BY a, b").fetchall()] if edge_files else []
+    n_candidates = len(edges)
+    if task.cfg.minhash.verify:
+        edges = _verified(con, edges, task)
+    if len(edges) <= task.cfg.max_union_find_edges:
+        label = _union_find(edges)
+    else:
+        verified = _path(task.output, "_edges_verified.parquet")
+        io.write_table_atomic(verified, [{"a": a, "b": b} for a, b in edges], EDGE_SCHEMA)
+        label = _label_propagation(con, io.glob(_path(task.output), "_edges_verified.parquet"))
+    meta = {}  # node -> (origin: 0 earlier release, 1 this one; chars; exact key; part)
+    for prefix, files in _release_files(task, "_sig/*.parquet"):
+        origin = 0 if prefix else 1
+        for node, chars, exact, part in con.execute(
+                f"SELECT '{prefix}' || id, chars, exact, part FROM read_parquet({_listing(files)})").fetchall():
+            if node in label:
+                meta[node] = (origin, chars, exact, part)
+    components: dict[str, list[str]] = {}
+    for node, root in label.items():
+        components.setdefault(root, []).append(node)
+
+    def keep_order(node: str):
+        origin, chars, _, _ = meta[node]
+        return (origin, -chars, node) if task.cfg.keep == "longest" else (origin, node)
+
+    rows, sizes = [], []
+    for members in components.values():
+        keeper = min(members, key=keep_order)
+        sizes.append(len(members))
+        for node in members:
+            if node != keeper and meta[node][0] == 1:  # only this release's documents are removed
+                reason = "exact" if meta[node][2] == meta[keeper][2] else "minhash"
+                rows.append({"id": node, "part": meta[node][3], "duplicate_of": keeper.split(":", 1)[-1]
+                             if keeper.startswith("@") else keeper, "reason": reason, "cluster_size": len(members)})
+    rows.sort(key=lambda r: (r["part"], r["id"]))
+    io.write_table_atomic(_path(task.output, "_clusters", "clusters.parquet"), rows, CLUSTER_SCHEMA)
+    metrics = {"candidate_pairs": n_candidates, "edges": len(edges), "clusters": len(sizes),
+               "largest_cluster": max(sizes, default=0), "duplicates": len(rows)}
+    stats_rows = [{"stage": "dedup_clusters", "part": "clusters", "source": None, "input_file": None,
+                   "metric": k, "value": float(v)} for k, v in metrics.items()]
+    stats_rows += [{"stage": "dedup_clusters", "part": "clusters", "source": None, "input_file": None,
+                    "metric": f"cluster_size.{size}", "value": float(sizes.count(size))} for size in sorted(set(sizes))]
+    io.write_table_atomic(_path(task.output, "_stats", "clusters.parquet"), stats_rows, STATS_SCHEMA)
+    io.write_json_atomic(_path(task.output, "_index.json"), {"params": index_params(task.cfg)})
+    _mark(marker, task.fingerprint_)
+    return {**report, "skipped": False, "stages": {"dedup_cluster": metrics}}
+
+
+@dataclass(frozen=True)
+class DedupApplyTask:
+    shard: ShardTask
+    cfg: DedupConfig
+    fingerprint_: str
+
+    @property
+    def part(self) -> str:
+        return self.shard.part
+
+    @property
+    def input_file(self) -> str:
+        return self.shard.input_file
+
+
+def run_apply(task: DedupApplyTask) -> dict:
+    out, part = task.shard.output, task.part
+    marker = _path(out, f"_SUCCESS.{part}")
+    report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
+    if _done(marker, task.fingerprint_):
+        return report
+    removed = {r["id"]: r for r in pq.read_table(io.join(out, NAME, "_clusters", "clusters.parquet"),
+                                                 filters=[("part", "=", part)]).to_pylist()}
+    empty = {r["id"] for r in pq.read_table(_path(out, "_sig", f"{part}.parquet"), columns=["id", "words"])
+             .to_pylist() if r["words"] == 0}
+    upstream = last_stage(task.shard)
+    schema = pq.read_schema(task.shard.path(upstream)) if upstream else doc_schema([])
+    kept = io.ParquetSink(task.shard.path(NAME), schema)
+    rejects = io.ParquetSink(task.shard.path(NAME, "_rejects"), REJECT_SCHEMA)
+    n_in = 0
+    for doc in input_docs(task.shard, upstream, []):  # a source read twice: its errors were kept by map
+        n_in += 1
+        if doc["id"] in empty:
+            rejects.write([reject(doc, NAME, "empty_text")])
+        elif doc["id"] in removed:
+            r = removed[doc["id"]]
+            rejects.write([reject(doc, NAME, "duplicate", r["reason"]) | {"duplicate_of": r["duplicate_of"]}])
+        else:
+            kept.write([doc])
+    n_kept, n_rejected = kept.commit(), rejects.commit()
+    io.write_table_atomic(task.shard.path(NAME, "_errors"), [], ERROR_SCHEMA)
+    metrics = {"docs_in": n_in, "docs_out": n_kept, "rejected": n_rejected, "errors": 0}
+    io.write_table_atomic(task.shard.path(NAME, "_stats"), _stats_rows(task.shard, NAME, metrics), STATS_SCHEMA)
+    _mark(marker, task.fingerprint_)
+    return {**report, "skipped": False, "stages": {NAME: metrics}}
