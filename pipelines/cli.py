@@ -77,6 +77,17 @@ def cmd_tokens_decompress(args) -> int:
     return 0
 
 
+def cmd_preselect_train(args) -> int:
+    from pipelines.preselect_train import load_spec, train
+
+    info = train(load_spec(args.spec))
+    d = info["documents"]
+    print(f"PreSelect scorer written to {load_spec(args.spec).output}: {d['positives']} positives, "
+          f"{d['negatives']} negatives, held-out accuracy {info['held_out_accuracy']:.3f}, "
+          f"thresholds {info['thresholds']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gristmill", description="Raw web crawl in, training-ready shards out.")
     parser.add_argument("--version", action="version", version=f"gristmill {__version__}")
@@ -106,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     decompress = tokens_sub.add_parser("decompress", help="restore .bin files from their .bin.zst copies")
     decompress.add_argument("output")
     decompress.set_defaults(fn=cmd_tokens_decompress)
+
+    pre = sub.add_parser("preselect", help="PreSelect scorer")
+    pre_sub = pre.add_subparsers(dest="preselect_command", required=True)
+    pre_train = pre_sub.add_parser("train", help="label a sample by predictive strength and train the fastText scorer")
+    pre_train.add_argument("spec", help="YAML spec, e.g. configs/preselect/sample.yaml")
+    pre_train.set_defaults(fn=cmd_preselect_train)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The one wrapper around fastText models.
+"""The one wrapper around fastText models: train, save, load, batch-predict.
 
 fasttext-wheel 0.9.2 with numpy 2 raises in `predict(str)`; `predict(list)` works, so everything
 goes through `predict_batch`. Newlines are replaced by spaces because fastText treats a newline
@@ -7,8 +7,14 @@ as the end of the input.
 
 import functools
 import os
+import tempfile
 
 import numpy as np
+
+
+def preprocess(text: str) -> str:
+    """The same at train and predict time: newlines become spaces (fastText reads one line per example)."""
+    return text.replace("\n", " ")
 
 
 class FastTextModel:
@@ -25,9 +31,52 @@ class FastTextModel:
         """Top-k labels (without '__label__') and their probabilities for each text."""
         if not texts:
             return [], []
-        cleaned = [t.replace("\n", " ") for t in texts]
-        labels, probs = self._model.predict(cleaned, k=k)
+        labels, probs = self._model.predict([preprocess(t) for t in texts], k=k)
         return [[label.removeprefix("__label__") for label in row] for row in labels], list(probs)
+
+    def probabilities(self, texts: list[str], label: str) -> np.ndarray:
+        """P(label) for each text, for a two-label model. Only k=1 is asked for: with numpy 2 the binding
+        returns the top probability repeated for every label when k > 1."""
+        if len(self.labels) != 2:
+            raise ValueError(f"{self.path}: probabilities() needs a two-label model, this one has {self.labels}")
+        labels, probs = self.predict_batch(texts, k=1)
+        return np.array([float(p[0]) if row[0] == label else 1.0 - float(p[0]) for row, p in zip(labels, probs)])
+
+    @property
+    def labels(self) -> list[str]:
+        return [label.removeprefix("__label__") for label in self._model.get_labels()]
+
+
+def train_supervised(texts: list[str], labels: list[str], path: str, *, lr: float = 0.1, dim: int = 100,
+                     epoch: int = 5, word_ngrams: int = 2, bucket: int = 2_000_000, seed: int = 0,
+                     zero_eos: bool = True) -> FastTextModel:
+    """Trains with one thread (deterministic for a seed), saves to `path`, returns the loaded model.
+
+    zero_eos: fastText learns the end-of-line token `</s>` as a feature present in every document;
+    zeroing its input row removes that length bias (as PreSelect does).
+    """
+    import fasttext
+
+    fasttext.FastText.eprint = lambda *args, **kwargs: None
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as fh:
+        for text, label in zip(texts, labels):
+            fh.write(f"__label__{label} {preprocess(text)}\n")
+        train_file = fh.name
+    try:
+        model = fasttext.train_supervised(input=train_file, lr=lr, dim=dim, epoch=epoch, wordNgrams=word_ngrams,
+                                          minn=0, maxn=0, bucket=bucket, thread=1, seed=seed, verbose=0)
+    finally:
+        os.unlink(train_file)
+    if zero_eos:
+        eos = model.get_word_id("</s>")
+        if eos >= 0:
+            matrix = model.get_input_matrix()
+            matrix[eos] = 0
+            model.set_matrices(matrix, model.get_output_matrix())
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    model.save_model(path)
+    load.cache_clear()
+    return load(path)
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,0 +1,112 @@
+"""Scorer building blocks on real text: fastText train/predict, the n-gram LM, PreSelect's maths."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipelines import stats
+from pipelines.config import load_config
+from pipelines.release import run_release
+from scorers import fasttext_model, preselect
+from scorers.ngram_lm import ByteNgramLM
+from tests.conftest import SAMPLE
+
+
+@pytest.fixture(scope="module")
+def sample_docs(tmp_path_factory):
+    """Extracted text of the embedded sample with its language, in a stable order."""
+    tmp = tmp_path_factory.mktemp("scorers")
+    config = tmp / "x.yaml"
+    config.write_text(f"""
+release: x
+output: {tmp / 'out'}
+runner: {{kind: local, workers: 2}}
+sources: [{{name: crawl, paths: ["{SAMPLE}/*.warc.gz"], format: warc}}]
+stages:
+  extract: {{}}
+  filter: {{language: {{languages: null, min_score: 0}}, url_blocklist: {{enabled: false}},
+            gopher_repetition: {{enabled: false}}, gopher_quality: {{enabled: false}}, c4: {{enabled: false}},
+            fineweb: {{enabled: false}}, pii: {{enabled: false}}}}
+""")
+    cfg = load_config(str(config))
+    run_release(cfg, progress=False)
+    return stats.connect(cfg.output).execute("SELECT id, text, language, url FROM docs_filter ORDER BY id").fetchall()
+
+
+def test_predictive_strength_hand_worked():
+    # three models, benchmark ascending as given: m0 (50) < m1 (60) < m2 (70)
+    losses = np.array([
+        [3.0, 2.0, 1.0],  # better model, lower loss: all 3 pairs agree -> S = 1
+        [1.0, 2.0, 3.0],  # exactly inverted -> S = 0
+        [2.0, 3.0, 1.0],  # pairs (0,1) no, (0,2) yes, (1,2) yes -> S = 2/3
+        [2.0, 2.0, 1.0],  # a tie counts as disagreement: (0,1) no, (0,2) yes, (1,2) yes -> 2/3
+    ])
+    assert np.allclose(preselect.predictive_strength(losses, [50, 60, 70]), [1, 0, 2 / 3, 2 / 3])
+    shuffled = preselect.predictive_strength(losses[:, [2, 0, 1]], [70, 50, 60])  # order comes from the scores
+    assert np.allclose(shuffled, [1, 0, 2 / 3, 2 / 3])
+    assert np.allclose(preselect.predictive_strength(losses, [50, 50, 70]), [1, 0, 1, 1])  # equal scores skipped
+
+
+def test_seed_labels_and_threshold_by_characters():
+    strength = np.array([1, 0, 0.5, 1, 1, 0.2, 1.0])
+    pos, neg = preselect.seed_labels(strength)
+    assert list(pos) == [0, 3, 4] and list(neg) == [1, 5, 2]
+    scores = np.array([0.9, 0.8, 0.7, 0.1])
+    chars = np.array([10, 10, 30, 50])
+    assert preselect.threshold_for_fraction(scores, chars, 0.1) == 0.9  # 10 of 100 characters
+    assert preselect.threshold_for_fraction(scores, chars, 0.25) == 0.7
+
+
+def test_ngram_lm_learns_and_round_trips(sample_docs, tmp_path):
+    texts = [t for _, t, lang, _ in sample_docs if lang == "en"]
+    train, held = texts[: len(texts) // 2], texts[len(texts) // 2:]
+    bpc = {order: np.mean([ByteNgramLM.train(train, order).bits_per_char(t) for t in held[:40]]) for order in (1, 3)}
+    assert bpc[3] < bpc[1] - 1.0  # more context predicts English markedly better
+    model = ByteNgramLM.train(train, 3)
+    model.save(str(tmp_path / "lm.npz"))
+    assert ByteNgramLM.load(str(tmp_path / "lm.npz")).bits(held[0]) == pytest.approx(model.bits(held[0]))
+    with pytest.raises(ValueError, match="not a gristmill n-gram model"):
+        (tmp_path / "bad.npz").write_bytes(b"garbage")
+        ByteNgramLM.load(str(tmp_path / "bad.npz"))
+
+
+def test_fasttext_base_beats_chance_on_held_out_real_text(sample_docs, tmp_path):
+    """Which site a page comes from (PostgreSQL docs vs Apache httpd docs), learned from its text."""
+    rows = [(t, "postgres" if "postgresql.org" in u else "httpd") for _, t, _, u in sample_docs
+            if "postgresql.org" in u or "httpd.apache.org" in u]
+    train, held = rows[::2], rows[1::2]
+    model = fasttext_model.train_supervised([t for t, _ in train], [y for _, y in train], str(tmp_path / "m.bin"),
+                                            lr=0.5, epoch=25, bucket=50_000)
+    predicted, _ = model.predict_batch([t for t, _ in held])
+    accuracy = np.mean([p[0] == y for p, (_, y) in zip(predicted, held)])
+    majority = max(np.mean([y == "httpd" for _, y in held]), np.mean([y == "postgres" for _, y in held]))
+    assert accuracy > majority + 0.2, (accuracy, majority)
+    again = fasttext_model.train_supervised([t for t, _ in train], [y for _, y in train], str(tmp_path / "m2.bin"),
+                                            lr=0.5, epoch=25, bucket=50_000)
+    assert (again.probabilities([t for t, _ in held[:20]], "httpd")
+            == model.probabilities([t for t, _ in held[:20]], "httpd")).all()  # one thread + seed: deterministic
+
+
+def test_preselect_train_command(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""
+sample: {{name: s, paths: ["{SAMPLE}/*.warc.gz"], format: warc}}
+models:
+  - {{kind: ngram, order: 3, train_share: 0.2, benchmark: 1}}
+  - {{kind: ngram, order: 3, train_share: 1.0, benchmark: 2}}
+fasttext: {{epoch: 5, bucket: 20000}}
+fractions: [0.1, 0.5]
+output: {tmp_path / 'preselect.bin'}
+""")
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "preselect", "train", str(spec)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    scorer = preselect.PreSelectScorer.load(str(tmp_path / "preselect.bin"))
+    assert scorer.info["documents"]["positives"] == scorer.info["documents"]["negatives"] > 10
+    assert scorer.threshold(0.1) >= scorer.threshold(0.5)
+    scores = scorer.score(["Some English text about the river.", "Noch ein deutscher Satz."])
+    assert ((0 <= scores) & (scores <= 1)).all()
+    with pytest.raises(FileNotFoundError, match="made by `gristmill preselect train`"):
+        preselect.PreSelectScorer.load(str(tmp_path / "missing.bin"))
