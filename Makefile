@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[megatron]" || echo "megatron-core not installable here: its test will be skipped"
 	touch $(STAMP)
 
-run: $(STAMP)
+models/preselect-sample.bin: $(STAMP) configs/preselect/sample.yaml
+	$(VENV)/bin/gristmill preselect train configs/preselect/sample.yaml
+
+run: $(STAMP) models/preselect-sample.bin
 	$(VENV)/bin/gristmill run configs/releases/sample.yaml
 
 test: $(STAMP)

@@ -80,6 +80,25 @@ class TokenizeConfig(StrictModel):
     threads: int = Field(1, ge=1)  # tokenizer threads per worker
 
 
+class PreSelectStageConfig(StrictModel):
+    model: str  # a model made by `gristmill preselect train` (its <model>.json sidecar beside it)
+
+
+class SelectRule(StrictModel):
+    """Keep documents whose `column` lies in [min, max]; top_fraction uses the threshold recorded with the
+    PreSelect model for that share of characters (estimated on its training sample)."""
+
+    column: Literal["preselect_score", "language_score"]
+    min: float | None = None
+    max: float | None = None
+    top_fraction: float | None = Field(None, gt=0, le=1)
+
+
+class ScoreConfig(StrictModel):
+    preselect: PreSelectStageConfig | None = None
+    select: list[SelectRule] = Field(default_factory=list)
+
+
 class MinHashConfig(StrictModel):
     enabled: bool = True
     ngram: int = Field(5, ge=1)  # word n-gram shingles
@@ -114,6 +133,7 @@ class DedupConfig(StrictModel):
 class StagesConfig(StrictModel):
     extract: ExtractConfig | None = None
     filter: FilterConfig | None = None
+    score: ScoreConfig | None = None
     dedup: DedupConfig | None = None
     tokenize: TokenizeConfig | None = None
 
@@ -198,6 +218,8 @@ def check_semantics(cfg: ReleaseConfig, path: str) -> None:
                 raise ConfigError(f"{path}: sources[{i}].paths[{j}]: no input file matches {pattern!r}")
     if cfg.stages.tokenize is not None:
         _check_tokenizer(cfg.stages.tokenize, path)
+    if cfg.stages.score is not None:
+        _check_score(cfg.stages.score, path)
     if cfg.stages.dedup is not None:
         from pipelines.dedup.index import IndexError_, check_index
 
@@ -214,6 +236,29 @@ def check_semantics(cfg: ReleaseConfig, path: str) -> None:
             raise ConfigError(
                 f"{path}: stages.filter.url_blocklist.domains_file: file not found: {f.url_blocklist.domains_file}"
             )
+
+
+def _check_score(score: ScoreConfig, path: str) -> None:
+    from scorers.fasttext_model import load as load_fasttext
+    from scorers.preselect import PreSelectScorer
+
+    scorer = None
+    if score.preselect is not None:
+        try:
+            scorer = PreSelectScorer.load(score.preselect.model)
+            load_fasttext(score.preselect.model)
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            raise ConfigError(f"{path}: stages.score.preselect.model: {exc}") from None
+    for i, rule in enumerate(score.select):
+        if rule.column == "preselect_score" and scorer is None:
+            raise ConfigError(f"{path}: stages.score.select[{i}].column: preselect_score needs stages.score.preselect")
+        if rule.top_fraction is not None:
+            if rule.column != "preselect_score":
+                raise ConfigError(f"{path}: stages.score.select[{i}].top_fraction: only for preselect_score")
+            try:
+                scorer.threshold(rule.top_fraction)
+            except KeyError as exc:
+                raise ConfigError(f"{path}: stages.score.select[{i}].top_fraction: {exc.args[0]}") from None
 
 
 def _check_tokenizer(t: "TokenizeConfig", path: str) -> None:

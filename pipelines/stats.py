@@ -10,7 +10,7 @@ import fsspec
 
 from pipelines import io
 
-STAGE_ORDER = ["read", "extract", "filter", "dedup", "score", "mixture", "tokenize"]
+STAGE_ORDER = ["read", "extract", "filter", "score", "dedup", "mixture", "tokenize"]
 
 
 def stage_names(output: str) -> list[str]:

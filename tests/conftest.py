@@ -28,3 +28,21 @@ def sample_copy(tmp_path):
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.fixture(scope="session")
+def sample_preselect_model():
+    """The PreSelect model the sample release names, built as `make run` builds it when it is missing."""
+    from pipelines.preselect_train import load_spec, train
+
+    spec = load_spec(str(ROOT / "configs/preselect/sample.yaml"))
+    if not (ROOT / spec.output).exists() or not (ROOT / f"{spec.output}.json").exists():
+        import os
+
+        cwd = os.getcwd()
+        os.chdir(ROOT)  # the spec's paths are relative to the repository
+        try:
+            train(spec)
+        finally:
+            os.chdir(cwd)
+    return ROOT / spec.output

@@ -30,9 +30,10 @@ def good(tmp_path):
     return GOOD.format(out=tmp_path / "out", sample=ROOT / "tests/data/sample")
 
 
-def test_sample_config_validates():
+def test_sample_config_validates(sample_preselect_model, monkeypatch):
+    monkeypatch.chdir(ROOT)
     cfg = load_config(str(ROOT / "configs/releases/sample.yaml"))
-    assert cfg.stages.enabled() == ["extract", "filter", "dedup", "tokenize"]
+    assert cfg.stages.enabled() == ["extract", "filter", "score", "dedup", "tokenize"]
     assert cfg.stages.filter.gopher_quality.min_doc_words == 50  # published default filled in
 
 

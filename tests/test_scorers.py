@@ -110,3 +110,52 @@ output: {tmp_path / 'preselect.bin'}
     assert ((0 <= scores) & (scores <= 1)).all()
     with pytest.raises(FileNotFoundError, match="made by `gristmill preselect train`"):
         preselect.PreSelectScorer.load(str(tmp_path / "missing.bin"))
+
+
+def test_score_stage_scores_and_selects(sample_preselect_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "docs.jsonl"
+    import json
+
+    data.write_text("\n".join(json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(
+        ["The river rose slowly through the night.", "Buy cheap shipping now", "Noch ein deutscher Satz.", ""])))
+    config = tmp_path / "s.yaml"
+    config.write_text(f"""
+release: s
+output: {tmp_path / 'out'}
+sources: [{{name: docs, paths: ["{data}"], format: jsonl}}]
+stages:
+  score:
+    preselect: {{model: {sample_preselect_model}}}
+    select: [{{column: preselect_score, min: 0.0, max: 2.0}}, {{column: language_score, min: 0.5}}]
+""")
+    cfg = load_config(str(config))
+    run_release(cfg, progress=False)
+    con = stats.connect(cfg.output)
+    assert con.execute("SELECT count(*) FROM docs_score").fetchone()[0] == 0  # no language_score without filter
+    rows = con.execute("SELECT reason FROM rejects ORDER BY id").fetchall()
+    assert rows == [("select.language_score",)] * 4
+    assert stats.funnel(cfg.output)["adds_up"]
+
+
+def test_bad_preselect_model_is_a_config_error(tmp_path, sample_preselect_model):
+    from pipelines.config import ConfigError
+
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"not a model")
+    (tmp_path / "bad.bin.json").write_text("{}")
+    for model, message in ((tmp_path / "missing.bin", ".*made by `gristmill preselect train`"), (bad, "")):
+        config = tmp_path / "c.yaml"
+        config.write_text(f"""
+release: s
+output: {tmp_path / 'out'}
+sources: [{{name: docs, paths: ["{config}"], format: jsonl}}]
+stages: {{score: {{preselect: {{model: {model}}}}}}}
+""")
+        with pytest.raises(ConfigError, match=r"stages\.score\.preselect\.model: " + message):
+            load_config(str(config))
+    config.write_text(config.read_text().replace(
+        f"{{preselect: {{model: {bad}}}}}",
+        f"{{preselect: {{model: {sample_preselect_model}}}, select: [{{column: preselect_score, top_fraction: 0.42}}]}}"))
+    with pytest.raises(ConfigError, match=r"select\[0\]\.top_fraction: .*no threshold recorded"):
+        load_config(str(config))

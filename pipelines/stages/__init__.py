@@ -3,6 +3,6 @@
 Adding a stage: one module here, one entry in this list and one field in config.StagesConfig.
 """
 
-from pipelines.stages import extract, filter
+from pipelines.stages import extract, filter, score
 
-STAGES = {module.NAME: module for module in (extract, filter)}
+STAGES = {module.NAME: module for module in (extract, filter, score)}

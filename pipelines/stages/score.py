@@ -1,0 +1,44 @@
+"""score: put model scores on documents (PreSelect's `preselect_score`) and select by them.
+
+Selection rules are typed (column, min, max, top_fraction), never evaluated Python; a document
+outside a rule is a reject with reason `select.<column>` and its value as detail.
+"""
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+from pipelines.documents import reject
+from pipelines.stages.base import StageResult
+from scorers.preselect import PreSelectScorer
+
+NAME = "score"
+ADDED_COLUMNS = [pa.field("preselect_score", pa.float64())]
+
+
+def applies_to(source_format: str) -> bool:
+    return True
+
+
+def _bounds(rule, scorer) -> tuple[float | None, float | None]:
+    low = scorer.threshold(rule.top_fraction) if rule.top_fraction is not None else rule.min
+    return low, rule.max
+
+
+def run(docs: Iterable[dict], cfg) -> StageResult:
+    result = StageResult()
+    batch = [dict(d) for d in docs]
+    scorer = PreSelectScorer.load(cfg.preselect.model) if cfg.preselect else None
+    if scorer is not None and batch:
+        for doc, score in zip(batch, scorer.score([d["text"] or "" for d in batch])):
+            doc["preselect_score"] = round(float(score), 6)  # rounded: stable across platforms' float printing
+    for doc in batch:
+        for rule in cfg.select:
+            value = doc.get(rule.column)
+            low, high = _bounds(rule, scorer)
+            if value is None or (low is not None and value < low) or (high is not None and value > high):
+                result.rejects.append(reject(doc, NAME, f"select.{rule.column}", f"{value}"))
+                break
+        else:
+            result.docs.append(doc)
+    return result
