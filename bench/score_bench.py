@@ -1,0 +1,64 @@
+"""Benchmark of the score stage: docs/s against raw fastText batch predict on the same texts, and the
+n-gram loss backend's throughput, in the same run (1 worker). Needs models/preselect-sample.bin
+(`make run` builds it)."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from extract_filter import ROOT, WORK, measure
+
+sys.path.insert(0, str(ROOT))
+from pipelines import stats  # noqa: E402
+from scorers import fasttext_model  # noqa: E402
+from scorers.ngram_lm import ByteNgramLM  # noqa: E402
+
+MODEL = ROOT / "models/preselect-sample.bin"
+CONFIG = """release: score-bench
+output: {out}
+runner: {{kind: local, workers: 1}}
+sources: [{{name: docs, paths: ["{corpus}"], format: parquet}}]
+stages: {{score: {{preselect: {{model: {model}}}}}}}
+"""
+
+
+def main() -> None:
+    WORK.mkdir(exist_ok=True)
+    src = WORK / "dedup-src"  # extracted text of the crawl sample, made by dedup_bench.py
+    if not (src / "manifest.json").exists():
+        sys.exit("run dedup_bench.py first (it extracts the crawl sample into bench/_work/dedup-src)")
+    docs = stats.connect(str(src)).execute("SELECT id, text FROM docs_extract ORDER BY id").fetchall()
+    texts = [t for _ in range(10) for _, t in docs]
+    corpus = WORK / "score-corpus.parquet"
+    pq.write_table(pa.table({"id": [f"{k}/{i}" for k in range(10) for i, _ in docs], "text": texts}), corpus)
+    out = WORK / "score-out"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    (WORK / "score.yaml").write_text(CONFIG.format(out=out, corpus=corpus, model=MODEL))
+    result = measure([str(ROOT / ".venv/bin/gristmill"), "run", str(WORK / "score.yaml"), "--quiet"])
+    log = json.loads(next((out / "_logs").glob("run-*.json")).read_text())
+    stage_s = sum(r["stages"]["score"]["seconds"] for r in log["reports"] if "score" in r["stages"])
+    model = fasttext_model.load(str(MODEL))
+    began = time.perf_counter()
+    model.predict_batch(texts, k=1)
+    raw_s = time.perf_counter() - began
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    lm = ByteNgramLM.train([t for _, t in docs[:300]], 3)
+    began = time.perf_counter()
+    for t in texts[:2000]:
+        lm.bits(t)
+    lm_s = time.perf_counter() - began
+    lm_mb = sum(len(t.encode()) for t in texts[:2000]) / 1e6
+    print(f"{len(texts)} documents, {mb:.1f} MB")
+    print(f"score stage: {len(texts) / stage_s:,.0f} docs/s (1 worker; reading, scoring, writing Parquet), "
+          f"peak RSS {result['peak_rss_worker_mb']:.0f} MB")
+    print(f"raw fastText predict_batch: {len(texts) / raw_s:,.0f} docs/s")
+    print(f"ratio stage / raw: {raw_s / stage_s:.2f}")
+    print(f"n-gram (order 3) loss backend: {lm_mb / lm_s:.1f} MB/s, {2000 / lm_s:,.0f} docs/s")
+
+
+if __name__ == "__main__":
+    main()
