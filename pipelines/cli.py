@@ -88,6 +88,19 @@ def cmd_preselect_train(args) -> int:
     return 0
 
 
+def cmd_dataman_build(args) -> int:
+    from pipelines.dataman_build import build, load_spec
+
+    spec = load_spec(args.spec)
+    report = build(spec)
+    d = report["documents"]
+    print(f"DataMan students written to {spec.output}: {d['rated']} rated, {d['failed']} failed")
+    for name, r in report.items():
+        if name != "documents":
+            print(f"  {name:<28} held-out accuracy {r['held_out_accuracy']}  (majority class {r['majority_class']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gristmill", description="Raw web crawl in, training-ready shards out.")
     parser.add_argument("--version", action="version", version=f"gristmill {__version__}")
@@ -123,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre_train = pre_sub.add_parser("train", help="label a sample by predictive strength and train the fastText scorer")
     pre_train.add_argument("spec", help="YAML spec, e.g. configs/preselect/sample.yaml")
     pre_train.set_defaults(fn=cmd_preselect_train)
+
+    dm = sub.add_parser("dataman", help="DataMan-style raters")
+    dm_sub = dm.add_subparsers(dest="dataman_command", required=True)
+    dm_build = dm_sub.add_parser("build", help="rate a sample with the teacher LLM, train the fastText students")
+    dm_build.add_argument("spec")
+    dm_build.set_defaults(fn=cmd_dataman_build)
     return parser
 
 

@@ -84,18 +84,31 @@ class PreSelectStageConfig(StrictModel):
     model: str  # a model made by `gristmill preselect train` (its <model>.json sidecar beside it)
 
 
-class SelectRule(StrictModel):
-    """Keep documents whose `column` lies in [min, max]; top_fraction uses the threshold recorded with the
-    PreSelect model for that share of characters (estimated on its training sample)."""
+class DatamanStageConfig(StrictModel):
+    models: str  # a folder made by `gristmill dataman build`
 
-    column: Literal["preselect_score", "language_score"]
+
+DATAMAN_COLUMNS = tuple(f"dataman_{c}" for c in (
+    "accuracy", "coherence", "language_consistency", "semantic_density", "knowledge_novelty", "topic_focus",
+    "creativity", "professionalism", "style_consistency", "grammatical_diversity", "structural_standardization",
+    "originality", "sensitivity", "overall"))
+ScoreColumn = Literal[("preselect_score", "language_score", "domain") + DATAMAN_COLUMNS]
+
+
+class SelectRule(StrictModel):
+    """Keep documents whose `column` lies in [min, max] (or, for `domain`, is one of `values`);
+    top_fraction uses the threshold recorded with the PreSelect model for that share of characters."""
+
+    column: ScoreColumn
     min: float | None = None
     max: float | None = None
     top_fraction: float | None = Field(None, gt=0, le=1)
+    values: list[str] | None = None
 
 
 class ScoreConfig(StrictModel):
     preselect: PreSelectStageConfig | None = None
+    dataman: DatamanStageConfig | None = None
     select: list[SelectRule] = Field(default_factory=list)
 
 
@@ -249,7 +262,16 @@ def _check_score(score: ScoreConfig, path: str) -> None:
             load_fasttext(score.preselect.model)
         except (FileNotFoundError, ValueError, OSError) as exc:
             raise ConfigError(f"{path}: stages.score.preselect.model: {exc}") from None
+    if score.dataman is not None:
+        from scorers.dataman.students import Students
+
+        try:
+            Students(score.dataman.models)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: stages.score.dataman.models: {exc}") from None
     for i, rule in enumerate(score.select):
+        if (rule.column.startswith("dataman_") or rule.column == "domain") and score.dataman is None:
+            raise ConfigError(f"{path}: stages.score.select[{i}].column: {rule.column} needs stages.score.dataman")
         if rule.column == "preselect_score" and scorer is None:
             raise ConfigError(f"{path}: stages.score.select[{i}].column: preselect_score needs stages.score.preselect")
         if rule.top_fraction is not None:

@@ -1,4 +1,5 @@
-"""score: put model scores on documents (PreSelect's `preselect_score`) and select by them.
+"""score: put model scores on documents (PreSelect's `preselect_score`, DataMan students' ratings and
+domain) and select by them.
 
 Selection rules are typed (column, min, max, top_fraction), never evaluated Python; a document
 outside a rule is a reject with reason `select.<column>` and its value as detail.
@@ -8,12 +9,15 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+from pipelines.config import DATAMAN_COLUMNS
 from pipelines.documents import reject
 from pipelines.stages.base import StageResult
+from scorers.dataman.students import Students
 from scorers.preselect import PreSelectScorer
 
 NAME = "score"
-ADDED_COLUMNS = [pa.field("preselect_score", pa.float64())]
+ADDED_COLUMNS = ([pa.field("preselect_score", pa.float64())] + [pa.field(c, pa.int8()) for c in DATAMAN_COLUMNS]
+                 + [pa.field("domain", pa.string())])
 
 
 def applies_to(source_format: str) -> bool:
@@ -32,11 +36,18 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
     if scorer is not None and batch:
         for doc, score in zip(batch, scorer.score([d["text"] or "" for d in batch])):
             doc["preselect_score"] = round(float(score), 6)  # rounded: stable across platforms' float printing
+    if cfg.dataman is not None and batch:
+        for doc, ratings in zip(batch, Students(cfg.dataman.models).rate([d["text"] or "" for d in batch])):
+            doc.update(ratings)
     for doc in batch:
         for rule in cfg.select:
             value = doc.get(rule.column)
             low, high = _bounds(rule, scorer)
-            if value is None or (low is not None and value < low) or (high is not None and value > high):
+            if rule.values is not None:
+                outside = value not in rule.values
+            else:
+                outside = value is None or (low is not None and value < low) or (high is not None and value > high)
+            if outside:
                 result.rejects.append(reject(doc, NAME, f"select.{rule.column}", f"{value}"))
                 break
         else:
