@@ -70,6 +70,10 @@ stages:
     reasons = dict(con.execute("SELECT reason, count(*) FROM rejects GROUP BY 1").fetchall())
     assert reasons.get("select.domain", 0) > 50  # the copyright pages
     assert stats.funnel(cfg.output)["adds_up"]
+    histogram = dict(con.execute("SELECT metric, sum(value) FROM stats WHERE metric LIKE 'hist.domain.%' "
+                                 "GROUP BY 1").fetchall())
+    assert sum(histogram.values()) == con.execute("SELECT sum(value) FROM stats WHERE stage = 'score' "
+                                                  "AND metric = 'docs_in'").fetchone()[0]
 
 
 def test_missing_students_are_a_config_error(tmp_path):

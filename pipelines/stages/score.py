@@ -52,4 +52,19 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
                 break
         else:
             result.docs.append(doc)
+    result.metrics = _histograms(batch)
     return result
+
+
+def _histograms(docs: list[dict]) -> dict[str, float]:
+    """Counts for the stats table (per shard, so per source): preselect_score in tenths, each DataMan
+    rating value and each domain, over every scored document (kept or not)."""
+    counts: dict[str, float] = {}
+    for doc in docs:
+        keys = []
+        if doc.get("preselect_score") is not None:
+            keys.append(f"hist.preselect_score.{min(int(doc['preselect_score'] * 10), 9) / 10:.1f}")
+        keys += [f"hist.{c}.{doc[c]}" for c in DATAMAN_COLUMNS + ("domain",) if doc.get(c) is not None]
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+    return counts
