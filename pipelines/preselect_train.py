@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError
 from pipelines.config import ConfigError, ExtractConfig, SourceConfig, expand_paths
 from pipelines.readers import read_shard
 from pipelines.stages import extract
-from scorers import fasttext_model, preselect
+from scorers import fasttext_model, langid, preselect
 from scorers._config import StrictModel
 from scorers.ngram_lm import ByteNgramLM
 
@@ -117,6 +117,7 @@ def train(spec: TrainSpec) -> dict:
         "held_out_accuracy": round(accuracy, 4),
         "thresholds": {f"{fr:g}": preselect.threshold_for_fraction(scores, chars, fr) for fr in spec.fractions},
         "fasttext": f.model_dump(mode="json"),
+        "languages": langid.language_counts(texts),  # documents in other languages get flagged when scored
     }
     Path(f"{spec.output}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info

@@ -39,3 +39,13 @@ def check(language: str, score: float, cfg: LanguageConfig) -> str | None:
     if score < cfg.min_score:
         return "low_score"
     return None
+
+
+def language_counts(texts: list[str], min_share: float = 0.02) -> dict[str, int]:
+    """Languages of a training sample (those with at least `min_share` of it): a scorer records them so
+    that documents in other languages can be flagged when it scores them."""
+    cfg = LanguageConfig(languages=None)
+    counts: dict[str, int] = {}
+    for lang, _ in identify(texts, cfg):
+        counts[lang] = counts.get(lang, 0) + 1
+    return {k: v for k, v in sorted(counts.items()) if v >= min_share * max(len(texts), 1)}

@@ -137,6 +137,13 @@ stages:
     assert rows == [("select.language_score",)] * 4
     assert stats.funnel(cfg.output)["adds_up"]
 
+    # without the language rule everything is scored; German (unseen in training) is flagged, not dropped
+    config.write_text(config.read_text().replace(", {column: language_score, min: 0.5}", "").replace("/out", "/out2"))
+    cfg = load_config(str(config))
+    run_release(cfg, progress=False)
+    flags = dict(stats.connect(cfg.output).execute("SELECT id, score_flag FROM docs_score").fetchall())
+    assert flags["d2"] == "unseen_language.de" and flags["d0"] is None and len(flags) == 4  # "" is scored too
+
 
 def test_bad_preselect_model_is_a_config_error(tmp_path, sample_preselect_model):
     from pipelines.config import ConfigError

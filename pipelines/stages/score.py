@@ -12,12 +12,13 @@ import pyarrow as pa
 from pipelines.config import DATAMAN_COLUMNS
 from pipelines.documents import reject
 from pipelines.stages.base import StageResult
+from scorers import langid
 from scorers.dataman.students import Students
 from scorers.preselect import PreSelectScorer
 
 NAME = "score"
 ADDED_COLUMNS = ([pa.field("preselect_score", pa.float64())] + [pa.field(c, pa.int8()) for c in DATAMAN_COLUMNS]
-                 + [pa.field("domain", pa.string())])
+                 + [pa.field("domain", pa.string()), pa.field("score_flag", pa.string())])
 
 
 def applies_to(source_format: str) -> bool:
@@ -33,12 +34,15 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
     result = StageResult()
     batch = [dict(d) for d in docs]
     scorer = PreSelectScorer.load(cfg.preselect.model) if cfg.preselect else None
+    students = Students(cfg.dataman.models) if cfg.dataman else None
     if scorer is not None and batch:
         for doc, score in zip(batch, scorer.score([d["text"] or "" for d in batch])):
             doc["preselect_score"] = round(float(score), 6)  # rounded: stable across platforms' float printing
-    if cfg.dataman is not None and batch:
-        for doc, ratings in zip(batch, Students(cfg.dataman.models).rate([d["text"] or "" for d in batch])):
+    if students is not None and batch:
+        for doc, ratings in zip(batch, students.rate([d["text"] or "" for d in batch])):
             doc.update(ratings)
+    trained = [scorer.info.get("languages") if scorer else None, students.languages if students else None]
+    _flag_unseen_languages(batch, [langs for langs in trained if langs])
     for doc in batch:
         for rule in cfg.select:
             value = doc.get(rule.column)
@@ -54,6 +58,20 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
             result.docs.append(doc)
     result.metrics = _histograms(batch)
     return result
+
+
+def _flag_unseen_languages(docs: list[dict], trained: list[dict]) -> None:
+    """Documents in a language no scorer saw in training are still scored, but flagged: their scores
+    are extrapolations. Uses the filter's `language` when present, else identifies it here."""
+    if not trained or not docs:
+        return
+    missing = [d for d in docs if not d.get("language")]
+    detected = dict(zip(map(id, missing), (lang for lang, _ in langid.identify(
+        [d["text"] or "" for d in missing], langid.LanguageConfig(languages=None))))) if missing else {}
+    for doc in docs:
+        language = doc.get("language") or detected[id(doc)]
+        unseen = any(language not in langs for langs in trained)
+        doc["score_flag"] = f"unseen_language.{language}" if unseen else None
 
 
 def _histograms(docs: list[dict]) -> dict[str, float]:

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from scorers import fasttext_model
+from scorers import fasttext_model, langid
 from scorers.dataman import CRITERIA, RATINGS
 
 COLUMNS = {**{c: f"dataman_{c}" for c in CRITERIA}, "overall_score": "dataman_overall", "domain": "domain"}
@@ -25,7 +25,8 @@ def train_students(texts: list[str], results: list[dict], out_dir: str, *, lr: f
     cut = int(len(rated) * 0.8)
     train, held = rated[:cut], rated[cut:]
     os.makedirs(out_dir, exist_ok=True)
-    report = {"documents": {"rated": len(rated), "failed": len(results) - len(rated), "held_out": len(held)}}
+    report = {"documents": {"rated": len(rated), "failed": len(results) - len(rated), "held_out": len(held)},
+              "languages": langid.language_counts([t for t, _ in rated])}
     for name in RATINGS + ("domain",):
         model = fasttext_model.train_supervised([t for t, _ in train], [_label(r, name) for _, r in train],
                                                 os.path.join(out_dir, f"{name}.bin"), lr=lr, epoch=epoch,
@@ -42,11 +43,14 @@ def train_students(texts: list[str], results: list[dict], out_dir: str, *, lr: f
 
 class Students:
     def __init__(self, model_dir: str):
-        missing = [n for n in RATINGS + ("domain",) if not os.path.isfile(os.path.join(model_dir, f"{n}.bin"))]
+        files = [f"{n}.bin" for n in RATINGS + ("domain",)] + ["report.json"]
+        missing = [f for f in files if not os.path.isfile(os.path.join(model_dir, f))]
         if missing:
             raise FileNotFoundError(f"{model_dir}: DataMan student models missing: {missing} "
                                     "(made by `gristmill dataman build`)")
         self.model_dir = model_dir
+        with open(os.path.join(model_dir, "report.json")) as fh:
+            self.languages = json.load(fh).get("languages")
 
     def rate(self, texts: list[str]) -> list[dict]:
         """Per text: {dataman_<criterion>: 1-5, dataman_overall: 1-5, domain: str}."""
