@@ -143,11 +143,43 @@ class DedupConfig(StrictModel):
     max_union_find_edges: int = Field(5_000_000, ge=0)  # above this, components are found out of core
 
 
+class MixtureConfig(StrictModel):
+    """Sample the release to a token budget, stratum by stratum (DataMan's recipe; CLIMB's strata are
+    clusters). A stratum's share is its `weights` entry, else its token share of the documents entering
+    the stage (measured before `where`). Inside a stratum the candidates (documents passing `where`)
+    are taken best-first by the sum of `top_k_by` columns, or in a seeded random order (sampling
+    without replacement), until its share of the budget is filled; a stratum that runs short is
+    upsampled with replacement, and that is recorded."""
+
+    budget_tokens: int = Field(ge=1)
+    strata: list[Literal["source", "domain", "cluster"]] = ["source"]
+    where: list[SelectRule] = Field(default_factory=list)
+    top_k_by: list[ScoreColumn] = Field(default_factory=list)
+    weights: dict[str, float] | None = None  # stratum key ("/"-joined values) -> weight
+    upsample: bool = True  # False: a short stratum stays short (the shortfall is recorded)
+    seed: int = 0
+
+    @field_validator("where")
+    @classmethod
+    def _no_top_fraction(cls, rules: list[SelectRule]) -> list[SelectRule]:
+        if any(r.top_fraction is not None for r in rules):
+            raise ValueError("top_fraction is a score-stage rule; use min/max/values here")
+        return rules
+
+    @field_validator("weights")
+    @classmethod
+    def _non_negative(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
+        if weights is not None and (any(w < 0 for w in weights.values()) or not sum(weights.values()) > 0):
+            raise ValueError("weights must be >= 0 with a positive sum")
+        return weights
+
+
 class StagesConfig(StrictModel):
     extract: ExtractConfig | None = None
     filter: FilterConfig | None = None
     score: ScoreConfig | None = None
     dedup: DedupConfig | None = None
+    mixture: MixtureConfig | None = None
     tokenize: TokenizeConfig | None = None
 
     def enabled(self) -> list[str]:
@@ -233,6 +265,8 @@ def check_semantics(cfg: ReleaseConfig, path: str) -> None:
         _check_tokenizer(cfg.stages.tokenize, path)
     if cfg.stages.score is not None:
         _check_score(cfg.stages.score, path)
+    if cfg.stages.mixture is not None:
+        _check_mixture(cfg.stages, path)
     if cfg.stages.dedup is not None:
         from pipelines.dedup.index import IndexError_, check_index
 
@@ -281,6 +315,20 @@ def _check_score(score: ScoreConfig, path: str) -> None:
                 scorer.threshold(rule.top_fraction)
             except KeyError as exc:
                 raise ConfigError(f"{path}: stages.score.select[{i}].top_fraction: {exc.args[0]}") from None
+
+
+def _check_mixture(stages: StagesConfig, path: str) -> None:
+    mixture, score = stages.mixture, stages.score
+    produced = {"preselect_score": score and score.preselect, "language_score": stages.filter,
+                **{c: score and score.dataman for c in DATAMAN_COLUMNS + ("domain",)}}
+    used = [(f"where[{i}].column", r.column) for i, r in enumerate(mixture.where)]
+    used += [(f"top_k_by[{i}]", c) for i, c in enumerate(mixture.top_k_by)]
+    used += [(f"strata[{i}]", c) for i, c in enumerate(mixture.strata) if c == "domain"]
+    for key, column in used:
+        if not produced.get(column, True):
+            raise ConfigError(f"{path}: stages.mixture.{key}: {column} is not produced by the stages configured")
+    if "cluster" in mixture.strata:
+        raise ConfigError(f"{path}: stages.mixture.strata: 'cluster' needs stages.mixture.climb")
 
 
 def _check_tokenizer(t: "TokenizeConfig", path: str) -> None:

@@ -8,10 +8,11 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipelines import __version__, io, stats
-from pipelines.config import ReleaseConfig, expand_paths
+from pipelines.config import ReleaseConfig, TokenizeConfig, expand_paths
 from pipelines.runners import make_runner
 from pipelines.config import sha256_json
 from pipelines.dedup.tasks import DedupApplyTask, DedupGlobalTask, DedupMapTask, run_apply, run_cluster, run_map, run_reduce
+from pipelines.mixture.tasks import phases as mixture_phases
 from pipelines.shard_task import ShardTask, last_stage, run_shard_task
 from pipelines.tokenize_task import TokenizeTask, run_tokenize_task, write_tokens_manifest
 from pipelines.stages import STAGES
@@ -58,7 +59,7 @@ def _run_phase(runner, fn, tasks: list, desc: str, progress: bool) -> tuple[list
 def _later_phases(cfg: ReleaseConfig, tasks: list[ShardTask], upstream: dict):
     """Phases after the per-document stages, each a callable returning (name, task fn, tasks), built
     lazily because a phase's fingerprints depend on the phase before it."""
-    dedup, tokenize = cfg.stages.dedup, cfg.stages.tokenize
+    dedup, mixture, tokenize = cfg.stages.dedup, cfg.stages.mixture, cfg.stages.tokenize
     if dedup is not None:
         maps = [DedupMapTask(t, dedup) for t in tasks]
         global_fp = sha256_json({"maps": [m.fingerprint() for m in maps], "against": dedup.against})
@@ -68,6 +69,10 @@ def _later_phases(cfg: ReleaseConfig, tasks: list[ShardTask], upstream: dict):
         yield lambda: ("dedup cluster", run_cluster, [DedupGlobalTask(cfg.output, dedup, global_fp)])
         yield lambda: ("dedup", run_apply, [DedupApplyTask(t, dedup, global_fp) for t in tasks])
         upstream.update({t.part: ("dedup", global_fp) for t in tasks})
+    if mixture is not None:
+        tokenizer = tokenize.tokenizer if tokenize is not None else TokenizeConfig().tokenizer
+        for phase in mixture_phases(cfg.output, mixture, tokenizer, tasks, upstream):
+            yield lambda phase=phase: phase
     if tokenize is not None:
         yield lambda: ("tokens", run_tokenize_task,
                        [TokenizeTask(t, tokenize, *upstream[t.part]) for t in tasks])
@@ -134,7 +139,8 @@ def write_manifest(cfg: ReleaseConfig, tasks: list[ShardTask]) -> dict:
         "config_sha256": cfg.content_hash(),
         "inputs": [{"part": t.part, "source": t.source.name, "path": t.input_file, "bytes": t.input_size}
                    for t in tasks],
-        "counts": {"stages": funnel["stages"], "records_read": funnel["records_read"], "kept": funnel["kept"],
+        "counts": {"stages": funnel["stages"], "records_read": funnel["records_read"],
+                   "upsampled": funnel["upsampled"], "kept": funnel["kept"],
                    "adds_up": funnel["adds_up"]},
         "outputs": outputs,
     }

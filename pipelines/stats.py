@@ -47,7 +47,7 @@ def funnel(output: str) -> dict:
     """Per stage: docs in, kept, rejected, errors; rejects by reason; errors by file; and whether it adds up."""
     con = connect(output)
     totals = con.execute(
-        "SELECT stage, metric, sum(value) FROM stats WHERE metric IN ('docs_in','docs_out','rejected','errors') "
+        "SELECT stage, metric, sum(value) FROM stats WHERE metric IN ('docs_in','docs_out','rejected','errors','upsampled') "
         "GROUP BY ALL"
     ).fetchall()
     stages: dict[str, dict[str, int]] = {}
@@ -65,9 +65,12 @@ def funnel(output: str) -> dict:
     read = stages.get("read", {}).get("docs_in", 0)
     last = stages[order[-1]]["docs_out"] if order else 0
     lost = sum(s.get("rejected", 0) + s.get("errors", 0) for s in stages.values())
-    balanced = all(s["docs_in"] == s["docs_out"] + s["rejected"] + s["errors"] for s in stages.values())
-    return {"stages": {s: stages[s] for s in order}, "rejects": reasons, "errors": errors,
-            "records_read": read, "kept": last, "adds_up": balanced and (not read or read == last + lost)}
+    # the mixture stage may write a document more than once (upsampling): those rows are counted apart
+    added = sum(s.get("upsampled", 0) for s in stages.values())
+    balanced = all(s["docs_in"] + s.get("upsampled", 0) == s["docs_out"] + s["rejected"] + s["errors"]
+                   for s in stages.values())
+    return {"stages": {s: stages[s] for s in order}, "rejects": reasons, "errors": errors, "records_read": read,
+            "upsampled": added, "kept": last, "adds_up": balanced and (not read or read + added == last + lost)}
 
 
 def format_funnel(f: dict) -> str:
@@ -81,5 +84,6 @@ def format_funnel(f: dict) -> str:
         lines.append("\nerrors by file:")
         lines += [f"  {stage:<9}{error:<18}{n:>6}  {path}" for stage, path, error, n in f["errors"]]
     verdict = "adds up" if f["adds_up"] else "DOES NOT ADD UP"
-    lines.append(f"\nrecords read {f['records_read']} = kept {f['kept']} + rejected + errors: {verdict}")
+    upsampled = f" + upsampled copies {f['upsampled']}" if f.get("upsampled") else ""
+    lines.append(f"\nrecords read {f['records_read']}{upsampled} = kept {f['kept']} + rejected + errors: {verdict}")
     return "\n".join(lines)

@@ -28,6 +28,7 @@ stages:
     url_blocklist: {{domains: [sources.debian.org]}}
     c4: {{filter_no_terminal_punct: false}}
 {extra}  dedup: {{minhash: {{verify: true}}, buckets: 4}}
+  mixture: {{budget_tokens: 100000, strata: [source]}}
   tokenize: {{seq_len: 1024}}
 """
 
@@ -60,7 +61,7 @@ def test_funnel_adds_up(sample_run):
     cfg, _ = sample_run
     f = stats.funnel(cfg.output)
     assert f["adds_up"]
-    assert list(f["stages"]) == ["read", "extract", "filter", "dedup", "tokenize"]
+    assert list(f["stages"]) == ["read", "extract", "filter", "dedup", "mixture", "tokenize"]
     assert f["records_read"] == f["stages"]["extract"]["docs_in"] > 400
     assert 0 < f["kept"] < f["records_read"]
     reasons = {reason for _, reason, _ in f["rejects"]}
@@ -118,7 +119,8 @@ def test_rerun_does_nothing_whatever_the_workers(sample_run, tmp_path):
     before = tree(out)
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
     log = run_release(cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"workers": 1})}), progress=False)
-    assert log["skipped"] == log["tasks"] == 2 + 2 + 4 + 1 + 2 + 2  # documents, dedup map/reduce/cluster/apply, tokens
+    # documents, dedup map/reduce/cluster/apply, mixture features/plan/apply, tokens
+    assert log["skipped"] == log["tasks"] == 2 + 2 + 4 + 1 + 2 + 2 + 1 + 2 + 2
     assert tree(out) == before
     assert mtimes == {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
 
@@ -186,7 +188,8 @@ def test_bytes_do_not_depend_on_batching_or_resume_point(tmp_path, monkeypatch):
     resumed = load_config(make_config(tmp_path, out="resumed"), {"runner.workers": 1})
     run_release(resumed, progress=False)
     out = Path(resumed.output)
-    for path in [*out.glob("filter/*"), *out.glob("filter/_*/*"), *out.glob("dedup/**/*"), *out.glob("tokens/**/*"),
+    for path in [*out.glob("filter/*"), *out.glob("filter/_*/*"), *out.glob("dedup/**/*"), *out.glob("mixture/**/*"),
+                 *out.glob("tokens/**/*"),
                  out / "manifest.json"]:
         if path.is_file():
             path.unlink()

@@ -1,0 +1,1 @@
+"""The mixture stage: budgeted, stratified sampling of the release (DataMan selection, CLIMB weights)."""

@@ -1,0 +1,223 @@
+"""The mixture phase as runner tasks: features per shard, one global plan, apply per shard.
+
+features  OUT/mixture/_features/part-N.parquet: per document its id, source, domain, token count
+          (with the release's tokenizer), whether it passes `where`, and its top-k order score
+plan      OUT/mixture/_plan/: the stratum of every document, each stratum's pool tokens, weight, target
+          and what was taken (strata.parquet, plan.json), and the copies of each selected document
+          (selection.parquet; more than one copy = upsampled)
+apply     per shard: selected documents written `copies` times in their upstream order; the others
+          become rejects (`where.<column>` or `over_budget`). Stats count `upsampled` rows, so the
+          funnel still adds up: docs_in + upsampled = docs_out + rejected + errors.
+"""
+
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines import io
+from pipelines.config import MixtureConfig, SelectRule, sha256_json
+from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, doc_schema, reject
+from pipelines.mixture import sampling
+from pipelines.shard_task import ShardTask, _stats_rows, input_docs
+from tokenize_stage.tokenizers import load_tokenizer
+
+NAME = "mixture"
+FEATURE_SCHEMA = pa.schema([("id", pa.string()), ("part", pa.string()), ("source", pa.string()),
+                            ("domain", pa.string()), ("tokens", pa.int64()), ("excluded_by", pa.string()),
+                            ("order_score", pa.float64())])
+SELECTION_SCHEMA = pa.schema([("id", pa.string()), ("part", pa.string()), ("stratum", pa.string()),
+                              ("copies", pa.int64())])
+STRATA_SCHEMA = pa.schema([("stratum", pa.string()), ("pool_docs", pa.int64()), ("pool_tokens", pa.int64()),
+                           ("weight", pa.float64()), ("target_tokens", pa.float64()), ("candidates", pa.int64()),
+                           ("candidate_tokens", pa.int64()), ("selected_docs", pa.int64()),
+                           ("selected_tokens", pa.int64()), ("upsampled_copies", pa.int64()),
+                           ("shortfall_tokens", pa.int64())])
+
+
+def _path(output: str, *parts: str) -> str:
+    return io.join(output, NAME, *parts)
+
+
+def _done(marker: str, fingerprint: str) -> bool:
+    return io.exists(marker) and io.read_json(marker).get("fingerprint") == fingerprint
+
+
+@dataclass(frozen=True)
+class MixtureMapTask:
+    shard: ShardTask
+    cfg: MixtureConfig
+    tokenizer: str  # the release's tokenizer: the budget is in its tokens
+    upstream: str | None
+    upstream_fingerprint: str
+
+    @property
+    def part(self) -> str:
+        return self.shard.part
+
+    @property
+    def input_file(self) -> str:
+        return self.shard.input_file
+
+    def fingerprint(self) -> str:
+        return sha256_json({"upstream": self.upstream_fingerprint, "mixture": self.cfg.model_dump(mode="json"),
+                            "tokenizer": self.tokenizer})
+
+
+@dataclass(frozen=True)
+class MixturePlanTask:
+    output: str
+    cfg: MixtureConfig
+    fingerprint_: str
+    part: str = "plan"
+    input_file: str = ""
+
+
+@dataclass(frozen=True)
+class MixtureApplyTask:
+    shard: ShardTask
+    upstream: str | None
+    fingerprint_: str
+
+    @property
+    def part(self) -> str:
+        return self.shard.part
+
+    @property
+    def input_file(self) -> str:
+        return self.shard.input_file
+
+
+def excluded_by(doc: dict, rules: list[SelectRule]) -> str | None:
+    """The first `where` rule the document fails, as `where.<column>`; None for a candidate."""
+    for rule in rules:
+        value = doc.get(rule.column)
+        if rule.values is not None:
+            outside = value not in rule.values
+        else:
+            outside = value is None or (rule.min is not None and value < rule.min) or \
+                (rule.max is not None and value > rule.max)
+        if outside:
+            return f"where.{rule.column}"
+    return None
+
+
+def run_features(task: MixtureMapTask) -> dict:
+    out, cfg, part = task.shard.output, task.cfg, task.part
+    marker = _path(out, f"_SUCCESS.features.{part}")
+    report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
+    if _done(marker, task.fingerprint()):
+        return report
+    tok = load_tokenizer(task.tokenizer)
+    rows = []
+    docs = iter(input_docs(task.shard, task.upstream, []))
+    while batch := list(islice(docs, 256)):
+        counts = [len(ids) for ids in tok.encode_batch([d.get("text") or "" for d in batch])]
+        for doc, n in zip(batch, counts):
+            rows.append({"id": doc["id"], "part": part, "source": doc.get("source"), "domain": doc.get("domain"),
+                         "tokens": n, "excluded_by": excluded_by(doc, cfg.where),
+                         "order_score": float(sum(doc.get(c) or 0 for c in cfg.top_k_by)) if cfg.top_k_by else None})
+    io.write_table_atomic(_path(out, "_features", f"{part}.parquet"), rows, FEATURE_SCHEMA)
+    io.write_json_atomic(marker, {"fingerprint": task.fingerprint()})
+    return {**report, "skipped": False}
+
+
+def stratum_keys(features: pa.Table, strata: list[str]) -> list[str]:
+    columns = [features.column(s).to_pylist() for s in strata]
+    return ["/".join("none" if v is None else str(v) for v in values) for values in zip(*columns)]
+
+
+def plan(features: pa.Table, cfg: MixtureConfig) -> tuple[list[dict], list[dict]]:
+    """(selection rows, strata rows) for the documents in `features` (any row order: it is sorted here)."""
+    features = features.sort_by([("part", "ascending"), ("id", "ascending")])
+    keys = np.array(stratum_keys(features, cfg.strata), dtype=object)
+    ids = features.column("id").to_pylist()
+    parts = features.column("part").to_pylist()
+    tokens = features.column("tokens").to_numpy(zero_copy_only=False).astype(np.int64)
+    candidate = np.array([e is None for e in features.column("excluded_by").to_pylist()], dtype=bool)
+    order = features.column("order_score").to_numpy(zero_copy_only=False) if cfg.top_k_by else None
+    tiebreak = sampling.seeded_keys(ids, cfg.seed)
+    names = sorted(set(keys))
+    pool = {s: int(tokens[keys == s].sum()) for s in names}
+    wanted = sampling.targets(pool, cfg.budget_tokens, cfg.weights)
+    selection, strata = [], []
+    for n, stratum in enumerate(names):
+        index = np.flatnonzero((keys == stratum) & candidate)
+        copies = sampling.fill(tokens[index], None if order is None else order[index], tiebreak[index],
+                               wanted[stratum], cfg.upsample, seed=cfg.seed * 1_000_003 + n)
+        selected_tokens = int((copies * tokens[index]).sum())
+        for i, c in zip(index, copies):
+            if c:
+                selection.append({"id": ids[i], "part": parts[i], "stratum": stratum, "copies": int(c)})
+        strata.append({"stratum": stratum, "pool_docs": int((keys == stratum).sum()), "pool_tokens": pool[stratum],
+                       "weight": wanted[stratum] / cfg.budget_tokens,
+                       "target_tokens": round(wanted[stratum], 3), "candidates": len(index),
+                       "candidate_tokens": int(tokens[index].sum()), "selected_docs": int((copies > 0).sum()),
+                       "selected_tokens": selected_tokens, "upsampled_copies": int(np.maximum(copies - 1, 0).sum()),
+                       "shortfall_tokens": max(0, int(np.ceil(wanted[stratum])) - selected_tokens)})
+    return selection, strata
+
+
+def run_plan(task: MixturePlanTask) -> dict:
+    out = task.output
+    marker = _path(out, "_SUCCESS.plan")
+    report = {"part": "mixture-plan", "input_file": "", "skipped": True, "stages": {}}
+    if _done(marker, task.fingerprint_):
+        return report
+    files = io.glob(out, f"{NAME}/_features/part-*.parquet")
+    features = pa.concat_tables([io.read_table(f) for f in files]) if files else FEATURE_SCHEMA.empty_table()
+    selection, strata = plan(features, task.cfg)
+    io.write_table_atomic(_path(out, "_plan", "selection.parquet"), selection, SELECTION_SCHEMA)
+    io.write_table_atomic(_path(out, "_plan", "strata.parquet"), strata, STRATA_SCHEMA)
+    summary = {"budget_tokens": task.cfg.budget_tokens, "strata": task.cfg.strata,
+               "selected_tokens": sum(s["selected_tokens"] for s in strata),
+               "upsampled_copies": sum(s["upsampled_copies"] for s in strata),
+               "short_strata": [s["stratum"] for s in strata if s["upsampled_copies"] or s["shortfall_tokens"]]}
+    io.write_json_atomic(_path(out, "_plan", "plan.json"), summary)
+    io.write_json_atomic(marker, {"fingerprint": task.fingerprint_})
+    return {**report, "skipped": False}
+
+
+def run_apply(task: MixtureApplyTask) -> dict:
+    out, part = task.shard.output, task.part
+    marker = _path(out, f"_SUCCESS.{part}")
+    report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
+    if _done(marker, task.fingerprint_):
+        return report
+    copies = {r["id"]: r["copies"] for r in pq.read_table(_path(out, "_plan", "selection.parquet"),
+                                                          filters=[("part", "=", part)]).to_pylist()}
+    excluded = {r["id"]: r["excluded_by"] for r in io.read_table(_path(out, "_features", f"{part}.parquet"))
+                .select(["id", "excluded_by"]).to_pylist()}
+    schema = pq.read_schema(task.shard.path(task.upstream)) if task.upstream else doc_schema([])
+    kept = io.ParquetSink(task.shard.path(NAME), schema)
+    rejects = io.ParquetSink(task.shard.path(NAME, "_rejects"), REJECT_SCHEMA)
+    n_in = upsampled = 0
+    for doc in input_docs(task.shard, task.upstream, []):
+        n_in += 1
+        n = copies.get(doc["id"], 0)
+        if n:
+            kept.write([doc] * n)
+            upsampled += n - 1
+        else:
+            rejects.write([reject(doc, NAME, excluded.get(doc["id"]) or "over_budget")])
+    n_kept, n_rejected = kept.commit(), rejects.commit()
+    io.write_table_atomic(task.shard.path(NAME, "_errors"), [], ERROR_SCHEMA)
+    metrics = {"docs_in": n_in, "docs_out": n_kept, "rejected": n_rejected, "errors": 0, "upsampled": upsampled}
+    io.write_table_atomic(task.shard.path(NAME, "_stats"), _stats_rows(task.shard, NAME, metrics), STATS_SCHEMA)
+    io.write_json_atomic(marker, {"fingerprint": task.fingerprint_})
+    return {**report, "skipped": False, "stages": {NAME: metrics}}
+
+
+def phases(output: str, cfg: MixtureConfig, tokenizer: str, tasks: list[ShardTask], upstream: dict):
+    """The three phases (name, fn, tasks) in order; updates `upstream` to read this stage's output."""
+    maps = [MixtureMapTask(t, cfg, tokenizer, *upstream[t.part]) for t in tasks]
+    global_fp = sha256_json({"features": [m.fingerprint() for m in maps]})
+    applies = [MixtureApplyTask(t, upstream[t.part][0], sha256_json({"plan": global_fp, "part": t.part}))
+               for t in tasks]
+    upstream.update({a.part: (NAME, a.fingerprint_) for a in applies})
+    return [("mixture features", run_features, maps),
+            ("mixture plan", run_plan, [MixturePlanTask(output, cfg, global_fp)]),
+            ("mixture", run_apply, applies)]
+

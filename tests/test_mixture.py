@@ -1,0 +1,142 @@
+"""The mixture stage: budgeted sampling stratified by source/domain, top-k, upsampling, determinism."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipelines import stats
+from pipelines.config import ConfigError, MixtureConfig, load_config
+from pipelines.mixture import sampling
+from pipelines.mixture.tasks import FEATURE_SCHEMA, plan
+from pipelines.release import run_release
+from tests.conftest import ROOT
+
+SAMPLE = ROOT / "tests/data/sample"
+
+
+def test_fill_takes_until_target_in_seeded_order():
+    tokens = np.array([10, 10, 10, 10, 10])
+    tiebreak = sampling.seeded_keys([f"d{i}" for i in range(5)], seed=3)
+    copies = sampling.fill(tokens, None, tiebreak, target=25, upsample=True, seed=0)
+    assert copies.sum() == 3 and copies.max() == 1  # 3 x 10 reaches 25: sampled without replacement
+    taken = set(np.flatnonzero(copies))
+    assert taken == set(np.argsort(tiebreak)[:3])  # the seeded order, not the input order
+    other = sampling.fill(tokens, None, sampling.seeded_keys([f"d{i}" for i in range(5)], seed=4), 25, True, 0)
+    assert other.sum() == 3  # another seed may take other documents, never a different amount
+
+
+def test_fill_top_k_and_ties():
+    tokens = np.array([5, 5, 5, 5])
+    score = np.array([2.0, 9.0, 9.0, 1.0])
+    tiebreak = np.array([4, 3, 2, 1], dtype=np.uint64)
+    copies = sampling.fill(tokens, score, tiebreak, target=10, upsample=True, seed=0)
+    assert list(copies) == [0, 1, 1, 0]  # the two 9s
+    copies = sampling.fill(tokens, score, tiebreak, target=5, upsample=True, seed=0)
+    assert list(copies) == [0, 0, 1, 0]  # a tie at 9 goes to the smaller tie-break key
+
+
+def test_fill_upsamples_a_short_stratum_with_replacement():
+    tokens = np.array([10, 20, 30])
+    copies = sampling.fill(tokens, None, np.arange(3, dtype=np.uint64), target=200, upsample=True, seed=7)
+    assert (copies >= 1).all() and (copies * tokens).sum() >= 200 and (copies * tokens).sum() < 230
+    again = sampling.fill(tokens, None, np.arange(3, dtype=np.uint64), target=200, upsample=True, seed=7)
+    assert list(copies) == list(again)
+    assert list(sampling.fill(tokens, None, np.arange(3, dtype=np.uint64), 200, upsample=False, seed=7)) == [1, 1, 1]
+
+
+def _features(rows):
+    return pa.Table.from_pylist(rows, schema=FEATURE_SCHEMA)
+
+
+def test_plan_is_proportional_to_token_shares_and_records_upsampling():
+    rows = [{"id": f"a{i}", "part": "part-00000", "source": "a", "domain": "law", "tokens": 100,
+             "excluded_by": None, "order_score": None} for i in range(30)]
+    rows += [{"id": f"b{i}", "part": "part-00001", "source": "b", "domain": "coding", "tokens": 100,
+              "excluded_by": None if i < 2 else "where.dataman_overall", "order_score": None} for i in range(10)]
+    cfg = MixtureConfig(budget_tokens=2000, strata=["source"])
+    selection, strata = plan(_features(rows), cfg)
+    by = {s["stratum"]: s for s in strata}
+    assert by["a"]["target_tokens"] == 1500 and by["a"]["selected_tokens"] == 1500 and by["a"]["upsampled_copies"] == 0
+    # b has 25 % of the pool's tokens but only 2 candidates (200 tokens): upsampled to its 500
+    assert by["b"]["target_tokens"] == 500 and by["b"]["selected_tokens"] == 500 and by["b"]["upsampled_copies"] == 3
+    assert {r["id"] for r in selection if r["stratum"] == "b"} == {"b0", "b1"}
+    # row order does not matter; weights override the shares
+    shuffled = _features([rows[i] for i in np.random.default_rng(0).permutation(len(rows))])
+    assert plan(shuffled, cfg) == (selection, strata)
+    _, strata = plan(_features(rows), MixtureConfig(budget_tokens=2000, strata=["source", "domain"],
+                                                    weights={"a/law": 1, "b/coding": 3}, upsample=False))
+    assert [(s["stratum"], s["target_tokens"], s["shortfall_tokens"]) for s in strata] == \
+        [("a/law", 500, 0), ("b/coding", 1500, 1300)]
+
+
+def _jsonl(path, prefix, texts):
+    path.write_text("\n".join(json.dumps({"id": f"{prefix}{i}", "text": t}) for i, t in enumerate(texts)) + "\n")
+
+
+def test_release_with_mixture_adds_up_and_hits_the_budget(sample_preselect_model, tmp_path):
+    words = "river stone bread lamp cloud garden window paper music winter".split()
+    rng = np.random.default_rng(1)
+    _jsonl(tmp_path / "web.jsonl", "w", [" ".join(rng.choice(words, 60)) for _ in range(60)])
+    _jsonl(tmp_path / "books.jsonl", "b", [" ".join(rng.choice(words, 200)) for _ in range(5)])
+    config = tmp_path / "m.yaml"
+    config.write_text(f"""
+release: m
+output: {tmp_path / 'out'}
+runner: {{kind: local, workers: 2}}
+sources:
+  - {{name: web, paths: ["{tmp_path / 'web.jsonl'}"], format: jsonl}}
+  - {{name: books, paths: ["{tmp_path / 'books.jsonl'}"], format: jsonl}}
+stages:
+  score: {{preselect: {{model: {sample_preselect_model}}}}}
+  mixture:
+    budget_tokens: 4000
+    strata: [source]
+    top_k_by: [preselect_score]
+  tokenize: {{seq_len: 256}}
+""")
+    cfg = load_config(str(config))
+    run_release(cfg, progress=False)
+    funnel = stats.funnel(cfg.output)
+    assert funnel["adds_up"] and list(funnel["stages"]) == ["read", "score", "mixture", "tokenize"]
+    con = stats.connect(cfg.output)
+    strata = dict(con.execute(f"SELECT stratum, selected_tokens FROM '{cfg.output}/mixture/_plan/strata.parquet'")
+                  .fetchall())
+    pool = dict(con.execute(f"SELECT source, sum(tokens) FROM '{cfg.output}/mixture/_features/*.parquet' GROUP BY 1")
+                .fetchall())
+    assert abs(strata["books"] / 4000 - pool["books"] / sum(pool.values())) < 0.05  # proportional to its share
+    tokens = con.execute("SELECT sum(doc_tokens) FROM (SELECT DISTINCT part, doc_id, doc_tokens FROM tokens)").fetchone()
+    assert tokens[0] is not None
+    # the web documents taken are the best-scored ones
+    taken = {r[0] for r in con.execute("SELECT id FROM docs_mixture").fetchall()}
+    scores = con.execute("SELECT id, preselect_score FROM docs_score WHERE source = 'web'").fetchall()
+    best = max(s for i, s in scores if i not in taken)
+    assert all(s >= best for i, s in scores if i in taken)
+    reasons = {r[0] for r in con.execute("SELECT reason FROM rejects WHERE stage = 'mixture'").fetchall()}
+    assert reasons == {"over_budget"}
+    # a rerun with more workers changes nothing
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and "_logs" not in str(p)}
+    cfg = load_config(str(config), {"runner.workers": 1})
+    run_release(cfg, progress=False)
+    after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and "_logs" not in str(p)}
+    assert before == after
+
+
+def test_mixture_config_errors(tmp_path):
+    _jsonl(tmp_path / "d.jsonl", "d", ["text"])
+    base = f"""
+release: m
+output: {tmp_path / 'out'}
+sources: [{{name: d, paths: ["{tmp_path / 'd.jsonl'}"], format: jsonl}}]
+stages:
+  mixture: {{budget_tokens: 10, %s}}
+"""
+    config = tmp_path / "m.yaml"
+    for extra, message in [("strata: [domain]", r"stages\.mixture\.strata\[0\]: domain is not produced"),
+                           ("top_k_by: [dataman_overall]", r"stages\.mixture\.top_k_by\[0\]"),
+                           ("weights: {a: -1}", r"stages\.mixture\.weights"),
+                           ("where: [{column: preselect_score, top_fraction: 0.1}]", r"stages\.mixture\.where")]:
+        config.write_text(base % extra)
+        with pytest.raises(ConfigError, match=message):
+            load_config(str(config))
