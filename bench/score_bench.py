@@ -22,8 +22,20 @@ CONFIG = """release: score-bench
 output: {out}
 runner: {{kind: local, workers: 1}}
 sources: [{{name: docs, paths: ["{corpus}"], format: parquet}}]
-stages: {{score: {{preselect: {{model: {model}}}}}}}
+stages: {{score: {{preselect: {{model: {model}}}, flag_languages: {flag}}}}}
 """
+
+
+def run_stage(corpus, flag: str) -> tuple[float, float]:
+    """(seconds inside the score stage, peak worker RSS in MB) of a one-worker release."""
+    out = WORK / f"score-out-{flag}"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    config = WORK / f"score-{flag}.yaml"
+    config.write_text(CONFIG.format(out=out, corpus=corpus, model=MODEL, flag=flag))
+    result = measure([str(ROOT / ".venv/bin/gristmill"), "run", str(config), "--quiet"])
+    log = json.loads(next((out / "_logs").glob("run-*.json")).read_text())
+    return sum(r["stages"]["score"]["seconds"] for r in log["reports"] if "score" in r["stages"]), \
+        result["peak_rss_worker_mb"]
 
 
 def main() -> None:
@@ -35,12 +47,7 @@ def main() -> None:
     texts = [t for _ in range(10) for _, t in docs]
     corpus = WORK / "score-corpus.parquet"
     pq.write_table(pa.table({"id": [f"{k}/{i}" for k in range(10) for i, _ in docs], "text": texts}), corpus)
-    out = WORK / "score-out"
-    subprocess.run(["rm", "-rf", str(out)], check=True)
-    (WORK / "score.yaml").write_text(CONFIG.format(out=out, corpus=corpus, model=MODEL))
-    result = measure([str(ROOT / ".venv/bin/gristmill"), "run", str(WORK / "score.yaml"), "--quiet"])
-    log = json.loads(next((out / "_logs").glob("run-*.json")).read_text())
-    stage_s = sum(r["stages"]["score"]["seconds"] for r in log["reports"] if "score" in r["stages"])
+    runs = {flag: run_stage(corpus, flag) for flag in ("true", "false")}
     model = fasttext_model.load(str(MODEL))
     began = time.perf_counter()
     model.predict_batch(texts, k=1)
@@ -53,10 +60,10 @@ def main() -> None:
     lm_s = time.perf_counter() - began
     lm_mb = sum(len(t.encode()) for t in texts[:2000]) / 1e6
     print(f"{len(texts)} documents, {mb:.1f} MB")
-    print(f"score stage: {len(texts) / stage_s:,.0f} docs/s (1 worker; reading, scoring, writing Parquet), "
-          f"peak RSS {result['peak_rss_worker_mb']:.0f} MB")
+    for flag, (stage_s, rss) in runs.items():
+        print(f"score stage, flag_languages {flag}: {len(texts) / stage_s:,.0f} docs/s (1 worker; reading, "
+              f"scoring, writing Parquet), peak RSS {rss:.0f} MB, ratio stage / raw {raw_s / stage_s:.2f}")
     print(f"raw fastText predict_batch: {len(texts) / raw_s:,.0f} docs/s")
-    print(f"ratio stage / raw: {raw_s / stage_s:.2f}")
     print(f"n-gram (order 3) loss backend: {lm_mb / lm_s:.1f} MB/s, {2000 / lm_s:,.0f} docs/s")
 
 

@@ -42,7 +42,8 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
         for doc, ratings in zip(batch, students.rate([d["text"] or "" for d in batch])):
             doc.update(ratings)
     trained = [scorer.info.get("languages") if scorer else None, students.languages if students else None]
-    _flag_unseen_languages(batch, [langs for langs in trained if langs])
+    if cfg.flag_languages:
+        _flag_unseen_languages(batch, [langs for langs in trained if langs])
     for doc in batch:
         for rule in cfg.select:
             value = doc.get(rule.column)
@@ -60,6 +61,10 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
     return result
 
 
+# the language of a document the filter did not identify, from its head: enough to flag, and cheap
+FLAG_LANGID = langid.LanguageConfig(languages=None, max_chars=200)
+
+
 def _flag_unseen_languages(docs: list[dict], trained: list[dict]) -> None:
     """Documents in a language no scorer saw in training are still scored, but flagged: their scores
     are extrapolations. Uses the filter's `language` when present, else identifies it here."""
@@ -67,7 +72,7 @@ def _flag_unseen_languages(docs: list[dict], trained: list[dict]) -> None:
         return
     missing = [d for d in docs if not d.get("language")]
     detected = dict(zip(map(id, missing), (lang for lang, _ in langid.identify(
-        [d["text"] or "" for d in missing], langid.LanguageConfig(languages=None))))) if missing else {}
+        [d["text"] or "" for d in missing], FLAG_LANGID)))) if missing else {}
     for doc in docs:
         language = doc.get("language") or detected[id(doc)]
         unseen = any(language not in langs for langs in trained)
