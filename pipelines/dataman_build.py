@@ -44,7 +44,7 @@ def load_spec(path: str) -> DatamanSpec:
 
 def build(spec: DatamanSpec) -> dict:
     docs = sample_texts(spec.sample, spec.max_docs)
-    results = Teacher(spec.teacher).rate([{"id": i, "text": t} for i, t in docs])
+    results = Teacher(spec.teacher).rate([{"id": i, "text": t} for i, t in docs], progress=True)
     Path(spec.output).mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({
         "id": [i for i, _ in docs], "text": [t for _, t in docs],

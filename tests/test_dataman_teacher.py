@@ -64,8 +64,8 @@ def docs(n):
 def test_answers_in_order_with_concurrency(server):
     server.respond = lambda n, body: (200, json.dumps({**GOOD, "overall_score": 1 + int(
         body["messages"][-1]["content"].split("number ")[1].split()[0]) % 5}), 0.01)
-    results = teacher(server.url, max_concurrency=4).rate(docs(20))
-    assert [r["id"] for r in results] == [f"d{i}" for i in range(20)]
+    results = teacher(server.url, max_concurrency=4, batch_size=6).rate(docs(20), progress=True)
+    assert [r["id"] for r in results] == [f"d{i}" for i in range(20)]  # across batches of 6
     assert all(r["error"] is None and set(r["ratings"]) == set(RATINGS) for r in results)
     assert [r["ratings"]["overall_score"] for r in results] == [1 + i % 5 for i in range(20)]
 

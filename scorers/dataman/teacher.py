@@ -15,6 +15,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import Field
+from tqdm import tqdm
 
 from scorers._config import StrictModel
 from scorers.dataman.prompt import PROMPT_VERSION, MalformedAnswer, build_messages, parse_answer, truncate_head_tail
@@ -25,6 +26,7 @@ class TeacherConfig(StrictModel):
     model: str
     api_key: str | None = None
     max_concurrency: int = Field(8, ge=1)
+    batch_size: int = Field(256, ge=1)  # documents submitted together (bounds queued work and memory)
     timeout_seconds: float = Field(60.0, gt=0)
     max_retries: int = Field(4, ge=0)
     backoff_seconds: float = Field(0.5, ge=0)
@@ -122,7 +124,17 @@ class Teacher:
             return {**result, "error": str(exc)}
         return result
 
-    def rate(self, docs: list[dict]) -> list[dict]:
-        """One result per document, in input order: {id, ratings, domain, error}."""
-        with ThreadPoolExecutor(self.cfg.max_concurrency) as pool:
-            return list(pool.map(self._rate_one, docs))
+    def rate(self, docs: list[dict], progress: bool = False) -> list[dict]:
+        """One result per document, in input order: {id, ratings, domain, error}. Requests go out in
+        batches of `batch_size`, at most `max_concurrency` at a time; the bar counts rated and failed."""
+        results: list[dict] = []
+        failed = 0
+        with ThreadPoolExecutor(self.cfg.max_concurrency) as pool, \
+                tqdm(total=len(docs), desc="teacher", unit="doc", disable=not progress) as bar:
+            for start in range(0, len(docs), self.cfg.batch_size):
+                for result in pool.map(self._rate_one, docs[start: start + self.cfg.batch_size]):
+                    results.append(result)
+                    failed += result["error"] is not None
+                    bar.update(1)
+                    bar.set_postfix(failed=failed, refresh=False)
+        return results
