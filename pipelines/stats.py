@@ -2,7 +2,8 @@
 
 Views: docs_<stage> (kept documents), rejects, errors, stats (long format: stage, part, source,
 input_file, metric, value), and after tokenizing `tokens` (one row per packed piece: shard, sample,
-doc_id, source, url, token offsets, split) and `samples` (one row per sample: tokens, padding). The funnel is computed from `stats` and checked to add up.
+doc_id, source, url, token offsets, split) and `samples` (one row per sample: tokens, padding);
+after a mixture stage `mixture` (per document: stratum, copies, reason) and with CLIMB `clusters`. The funnel is computed from `stats` and checked to add up.
 """
 
 import duckdb
@@ -30,6 +31,9 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     # token views: one row per packed piece (tokens) and per training sample (samples)
     _view(con, "tokens", io.glob(output, "tokens/_provenance/*.parquet"))
     _view(con, "samples", io.glob(output, "tokens/_samples/*.parquet"))
+    # the mixture: one row per k-means cluster, and per document its stratum and copies taken
+    _view(con, "clusters", io.glob(output, "mixture/clusters.parquet"))
+    _view(con, "mixture", io.glob(output, "mixture/_plan/selection.parquet"))
     for stage in stage_names(output):
         files = io.glob(output, f"{stage}/part-*.parquet")
         if files:

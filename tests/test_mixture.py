@@ -19,11 +19,11 @@ SAMPLE = ROOT / "tests/data/sample"
 def test_fill_takes_until_target_in_seeded_order():
     tokens = np.array([10, 10, 10, 10, 10])
     tiebreak = sampling.seeded_keys([f"d{i}" for i in range(5)], seed=3)
-    copies = sampling.fill(tokens, None, tiebreak, target=25, upsample=True, seed=0)
-    assert copies.sum() == 3 and copies.max() == 1  # 3 x 10 reaches 25: sampled without replacement
+    copies = sampling.fill(tokens, None, tiebreak, target=27, upsample=True, seed=0)
+    assert copies.sum() == 3 and copies.max() == 1  # 30 is the closest to 27: sampled without replacement
     taken = set(np.flatnonzero(copies))
     assert taken == set(np.argsort(tiebreak)[:3])  # the seeded order, not the input order
-    other = sampling.fill(tokens, None, sampling.seeded_keys([f"d{i}" for i in range(5)], seed=4), 25, True, 0)
+    other = sampling.fill(tokens, None, sampling.seeded_keys([f"d{i}" for i in range(5)], seed=4), 27, True, 0)
     assert other.sum() == 3  # another seed may take other documents, never a different amount
 
 
@@ -40,10 +40,20 @@ def test_fill_top_k_and_ties():
 def test_fill_upsamples_a_short_stratum_with_replacement():
     tokens = np.array([10, 20, 30])
     copies = sampling.fill(tokens, None, np.arange(3, dtype=np.uint64), target=200, upsample=True, seed=7)
-    assert (copies >= 1).all() and (copies * tokens).sum() >= 200 and (copies * tokens).sum() < 230
+    assert (copies >= 1).all() and (copies * tokens).sum() == 200  # small documents fill the last gap
     again = sampling.fill(tokens, None, np.arange(3, dtype=np.uint64), target=200, upsample=True, seed=7)
     assert list(copies) == list(again)
     assert list(sampling.fill(tokens, None, np.arange(3, dtype=np.uint64), 200, upsample=False, seed=7)) == [1, 1, 1]
+    capped = sampling.fill(tokens, None, np.arange(3, dtype=np.uint64), 1000, upsample=True, seed=7, max_copies=2)
+    assert list(capped) == [2, 2, 2]  # the repeat cap wins over the target
+
+
+def test_fill_lands_within_one_percent_of_the_target():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(50, 5000, size=400)  # a long tail like web pages
+    for target in (20_000, 300_000, 3_000_000):  # below the pool, near it, far above it (upsampled)
+        copies = sampling.fill(tokens, None, sampling.seeded_keys([str(i) for i in range(400)], 0), target, True, 1)
+        assert abs((copies * tokens).sum() - target) <= 0.01 * target
 
 
 def _features(rows):
@@ -61,7 +71,8 @@ def test_plan_is_proportional_to_token_shares_and_records_upsampling():
     assert by["a"]["target_tokens"] == 1500 and by["a"]["selected_tokens"] == 1500 and by["a"]["upsampled_copies"] == 0
     # b has 25 % of the pool's tokens but only 2 candidates (200 tokens): upsampled to its 500
     assert by["b"]["target_tokens"] == 500 and by["b"]["selected_tokens"] == 500 and by["b"]["upsampled_copies"] == 3
-    assert {r["id"] for r in selection if r["stratum"] == "b"} == {"b0", "b1"}
+    assert {r["id"] for r in selection if r["stratum"] == "b" and r["copies"]} == {"b0", "b1"}
+    assert {r["reason"] for r in selection if r["stratum"] == "b" and not r["copies"]} == {"where.dataman_overall"}
     # row order does not matter; weights override the shares
     shuffled = _features([rows[i] for i in np.random.default_rng(0).permutation(len(rows))])
     assert plan(shuffled, cfg) == (selection, strata)

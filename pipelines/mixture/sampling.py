@@ -23,28 +23,49 @@ def targets(pool_tokens: dict[str, int], budget: int, weights: dict[str, float] 
 
 
 def fill(tokens: np.ndarray, order_score: np.ndarray | None, tiebreak: np.ndarray, target: float,
-         upsample: bool, seed: int) -> np.ndarray:
-    """Copies of each candidate (0, 1, or more when upsampled) so that their tokens reach `target`.
+         upsample: bool, seed: int, max_copies: int = 1 << 30) -> np.ndarray:
+    """Copies of each candidate (0, 1, or more when upsampled) so that their tokens come close to `target`.
 
-    Candidates are taken best `order_score` first (ties by `tiebreak`), or by `tiebreak` alone, while
-    the taken tokens are below the target. When all are taken and the target is not reached, further
-    copies are drawn with replacement (seeded), in proportion to nothing but chance, as DataMan does.
+    Candidates are taken best `order_score` first (ties by `tiebreak`), or by `tiebreak` alone; one that
+    would overshoot the target is passed over for later, smaller ones, and at the end the candidate
+    that brings the total closest to the target is added if it helps. When every candidate is taken
+    and the target is not reached, further copies are drawn with replacement (seeded), as DataMan
+    does, never more than `max_copies` of one.
     """
+    tokens = np.asarray(tokens, dtype=np.int64)
     copies = np.zeros(len(tokens), dtype=np.int64)
     if not len(tokens) or target <= 0:
         return copies
     order = np.lexsort((tiebreak,) if order_score is None else (tiebreak, -order_score))
-    before = np.concatenate([[0], np.cumsum(tokens[order])[:-1]])  # tokens taken before each candidate
-    copies[order[before < target]] = 1
-    taken = int(tokens[copies > 0].sum())
-    if taken >= target or not upsample or tokens.sum() == 0:
+    taken = 0
+    for i in order:
+        if taken + tokens[i] <= target:
+            copies[i] = 1
+            taken += int(tokens[i])
+    taken = _closest(tokens, copies, taken, target, copies == 0, order)
+    if not upsample or taken >= target or copies.min() == 0:
         return copies
     rng = np.random.default_rng(seed)
     while taken < target:
-        pick = rng.integers(len(tokens), size=max(1, int((target - taken) / max(tokens.mean(), 1)) + 1))
-        for i in pick:
-            if taken >= target:
-                break
-            copies[i] += 1
-            taken += int(tokens[i])
+        fits = np.flatnonzero((copies < max_copies) & (tokens > 0) & (taken + tokens <= target))
+        if not len(fits):
+            taken = _closest(tokens, copies, taken, target, copies < max_copies, order)
+            break
+        i = fits[rng.integers(len(fits))]
+        copies[i] += 1
+        taken += int(tokens[i])
     return copies
+
+
+def _closest(tokens: np.ndarray, copies: np.ndarray, taken: int, target: float, allowed: np.ndarray,
+             order: np.ndarray) -> int:
+    """Adds one more copy of the allowed candidate that brings `taken` closest to `target`, if that helps
+    (the first in `order` among equals)."""
+    index = order[(allowed & (tokens > 0))[order]]
+    if taken >= target or not len(index):
+        return taken
+    best = index[np.argmin(np.abs(taken + tokens[index] - target))]
+    if abs(taken + tokens[best] - target) < target - taken:
+        copies[best] += 1
+        taken += int(tokens[best])
+    return taken

@@ -22,14 +22,16 @@ from pipelines.config import MixtureConfig, SelectRule, sha256_json
 from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, doc_schema, reject
 from pipelines.mixture import sampling
 from pipelines.shard_task import ShardTask, _stats_rows, input_docs
+from scorers.embed import embed
 from tokenize_stage.tokenizers import load_tokenizer
 
 NAME = "mixture"
 FEATURE_SCHEMA = pa.schema([("id", pa.string()), ("part", pa.string()), ("source", pa.string()),
                             ("domain", pa.string()), ("tokens", pa.int64()), ("excluded_by", pa.string()),
-                            ("order_score", pa.float64())])
+                            ("order_score", pa.float64()), ("quality", pa.float64())])
+EMBEDDING_SCHEMA = pa.schema([("id", pa.string()), ("embedding", pa.binary())])  # float16, little-endian
 SELECTION_SCHEMA = pa.schema([("id", pa.string()), ("part", pa.string()), ("stratum", pa.string()),
-                              ("copies", pa.int64())])
+                              ("copies", pa.int64()), ("reason", pa.string())])
 STRATA_SCHEMA = pa.schema([("stratum", pa.string()), ("pool_docs", pa.int64()), ("pool_tokens", pa.int64()),
                            ("weight", pa.float64()), ("target_tokens", pa.float64()), ("candidates", pa.int64()),
                            ("candidate_tokens", pa.int64()), ("selected_docs", pa.int64()),
@@ -71,6 +73,7 @@ class MixturePlanTask:
     output: str
     cfg: MixtureConfig
     fingerprint_: str
+    inputs: tuple[tuple[ShardTask, str | None], ...] = ()  # (shard, upstream stage): where texts are read
     part: str = "plan"
     input_file: str = ""
 
@@ -80,6 +83,7 @@ class MixtureApplyTask:
     shard: ShardTask
     upstream: str | None
     fingerprint_: str
+    clusters: bool = False  # add the `cluster` column (CLIMB)
 
     @property
     def part(self) -> str:
@@ -111,14 +115,26 @@ def run_features(task: MixtureMapTask) -> dict:
     if _done(marker, task.fingerprint()):
         return report
     tok = load_tokenizer(task.tokenizer)
-    rows = []
+    climb = cfg.climb
+    embed_marker = _path(out, f"_SUCCESS.embed.{part}")
+    embed_fp = sha256_json({"upstream": task.upstream_fingerprint, "embed": climb and climb.embed.model_dump(mode="json")})
+    embed_now = climb is not None and not _done(embed_marker, embed_fp)  # embeddings outlive clustering changes
+    rows, vectors = [], []
     docs = iter(input_docs(task.shard, task.upstream, []))
     while batch := list(islice(docs, 256)):
-        counts = [len(ids) for ids in tok.encode_batch([d.get("text") or "" for d in batch])]
+        texts = [d.get("text") or "" for d in batch]
+        counts = [len(ids) for ids in tok.encode_batch(texts)]
+        if embed_now:
+            vectors += [{"id": d["id"], "embedding": v.astype("<f2").tobytes()}
+                        for d, v in zip(batch, embed(texts, climb.embed))]
         for doc, n in zip(batch, counts):
             rows.append({"id": doc["id"], "part": part, "source": doc.get("source"), "domain": doc.get("domain"),
                          "tokens": n, "excluded_by": excluded_by(doc, cfg.where),
-                         "order_score": float(sum(doc.get(c) or 0 for c in cfg.top_k_by)) if cfg.top_k_by else None})
+                         "order_score": float(sum(doc.get(c) or 0 for c in cfg.top_k_by)) if cfg.top_k_by else None,
+                         "quality": doc.get(climb.prune.column) if climb and climb.prune else None})
+    if embed_now:
+        io.write_table_atomic(_path(out, "_embeddings", f"{part}.parquet"), vectors, EMBEDDING_SCHEMA)
+        io.write_json_atomic(embed_marker, {"fingerprint": embed_fp})
     io.write_table_atomic(_path(out, "_features", f"{part}.parquet"), rows, FEATURE_SCHEMA)
     io.write_json_atomic(marker, {"fingerprint": task.fingerprint()})
     return {**report, "skipped": False}
@@ -136,7 +152,8 @@ def plan(features: pa.Table, cfg: MixtureConfig) -> tuple[list[dict], list[dict]
     ids = features.column("id").to_pylist()
     parts = features.column("part").to_pylist()
     tokens = features.column("tokens").to_numpy(zero_copy_only=False).astype(np.int64)
-    candidate = np.array([e is None for e in features.column("excluded_by").to_pylist()], dtype=bool)
+    excluded = features.column("excluded_by").to_pylist()
+    candidate = np.array([e is None for e in excluded], dtype=bool)
     order = features.column("order_score").to_numpy(zero_copy_only=False) if cfg.top_k_by else None
     tiebreak = sampling.seeded_keys(ids, cfg.seed)
     names = sorted(set(keys))
@@ -146,17 +163,20 @@ def plan(features: pa.Table, cfg: MixtureConfig) -> tuple[list[dict], list[dict]
     for n, stratum in enumerate(names):
         index = np.flatnonzero((keys == stratum) & candidate)
         copies = sampling.fill(tokens[index], None if order is None else order[index], tiebreak[index],
-                               wanted[stratum], cfg.upsample, seed=cfg.seed * 1_000_003 + n)
+                               wanted[stratum], cfg.upsample, seed=cfg.seed * 1_000_003 + n, max_copies=cfg.max_repeats)
         selected_tokens = int((copies * tokens[index]).sum())
-        for i, c in zip(index, copies):
-            if c:
-                selection.append({"id": ids[i], "part": parts[i], "stratum": stratum, "copies": int(c)})
+        taken = dict(zip(index.tolist(), copies.tolist()))
+        for i in np.flatnonzero(keys == stratum):
+            c = taken.get(int(i), 0)
+            selection.append({"id": ids[i], "part": parts[i], "stratum": stratum, "copies": int(c),
+                              "reason": None if c else (excluded[i] or "over_budget")})
         strata.append({"stratum": stratum, "pool_docs": int((keys == stratum).sum()), "pool_tokens": pool[stratum],
                        "weight": wanted[stratum] / cfg.budget_tokens,
                        "target_tokens": round(wanted[stratum], 3), "candidates": len(index),
                        "candidate_tokens": int(tokens[index].sum()), "selected_docs": int((copies > 0).sum()),
                        "selected_tokens": selected_tokens, "upsampled_copies": int(np.maximum(copies - 1, 0).sum()),
                        "shortfall_tokens": max(0, int(np.ceil(wanted[stratum])) - selected_tokens)})
+    selection.sort(key=lambda r: (r["part"], r["id"]))
     return selection, strata
 
 
@@ -166,16 +186,26 @@ def run_plan(task: MixturePlanTask) -> dict:
     report = {"part": "mixture-plan", "input_file": "", "skipped": True, "stages": {}}
     if _done(marker, task.fingerprint_):
         return report
-    files = io.glob(out, f"{NAME}/_features/part-*.parquet")
+    files = [_path(out, "_features", f"{shard.part}.parquet") for shard, _ in task.inputs]
     features = pa.concat_tables([io.read_table(f) for f in files]) if files else FEATURE_SCHEMA.empty_table()
-    selection, strata = plan(features, task.cfg)
+    features = features.sort_by([("part", "ascending"), ("id", "ascending")])
+    cfg = task.cfg
+    if cfg.climb is not None:
+        from pipelines.mixture.climb_plan import plan_clusters
+
+        features, weights, climb_report = plan_clusters(out, task.inputs, features, cfg)
+        cfg = cfg.model_copy(update={"weights": weights})
+    selection, strata = plan(features, cfg)
     io.write_table_atomic(_path(out, "_plan", "selection.parquet"), selection, SELECTION_SCHEMA)
     io.write_table_atomic(_path(out, "_plan", "strata.parquet"), strata, STRATA_SCHEMA)
     summary = {"budget_tokens": task.cfg.budget_tokens, "strata": task.cfg.strata,
                "selected_tokens": sum(s["selected_tokens"] for s in strata),
                "upsampled_copies": sum(s["upsampled_copies"] for s in strata),
-               "short_strata": [s["stratum"] for s in strata if s["upsampled_copies"] or s["shortfall_tokens"]]}
+               "short_strata": [s["stratum"] for s in strata
+                                if s["upsampled_copies"] or s["shortfall_tokens"] > 0.01 * s["target_tokens"]]}
     io.write_json_atomic(_path(out, "_plan", "plan.json"), summary)
+    if cfg.climb is not None:
+        io.write_json_atomic(_path(out, "mixture.json"), {**climb_report, "sampled": summary})
     io.write_json_atomic(marker, {"fingerprint": task.fingerprint_})
     return {**report, "skipped": False}
 
@@ -186,22 +216,22 @@ def run_apply(task: MixtureApplyTask) -> dict:
     report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
     if _done(marker, task.fingerprint_):
         return report
-    copies = {r["id"]: r["copies"] for r in pq.read_table(_path(out, "_plan", "selection.parquet"),
-                                                          filters=[("part", "=", part)]).to_pylist()}
-    excluded = {r["id"]: r["excluded_by"] for r in io.read_table(_path(out, "_features", f"{part}.parquet"))
-                .select(["id", "excluded_by"]).to_pylist()}
+    chosen = {r["id"]: r for r in pq.read_table(_path(out, "_plan", "selection.parquet"),
+                                                 filters=[("part", "=", part)]).to_pylist()}
     schema = pq.read_schema(task.shard.path(task.upstream)) if task.upstream else doc_schema([])
+    if task.clusters:
+        schema = schema.append(pa.field("cluster", pa.string()))
     kept = io.ParquetSink(task.shard.path(NAME), schema)
     rejects = io.ParquetSink(task.shard.path(NAME, "_rejects"), REJECT_SCHEMA)
     n_in = upsampled = 0
     for doc in input_docs(task.shard, task.upstream, []):
         n_in += 1
-        n = copies.get(doc["id"], 0)
-        if n:
-            kept.write([doc] * n)
-            upsampled += n - 1
+        row = chosen[doc["id"]]
+        if row["copies"]:
+            kept.write([{**doc, "cluster": row["stratum"]} if task.clusters else doc] * row["copies"])
+            upsampled += row["copies"] - 1
         else:
-            rejects.write([reject(doc, NAME, excluded.get(doc["id"]) or "over_budget")])
+            rejects.write([reject(doc, NAME, row["reason"], row["stratum"])])
     n_kept, n_rejected = kept.commit(), rejects.commit()
     io.write_table_atomic(task.shard.path(NAME, "_errors"), [], ERROR_SCHEMA)
     metrics = {"docs_in": n_in, "docs_out": n_kept, "rejected": n_rejected, "errors": 0, "upsampled": upsampled}
@@ -214,10 +244,11 @@ def phases(output: str, cfg: MixtureConfig, tokenizer: str, tasks: list[ShardTas
     """The three phases (name, fn, tasks) in order; updates `upstream` to read this stage's output."""
     maps = [MixtureMapTask(t, cfg, tokenizer, *upstream[t.part]) for t in tasks]
     global_fp = sha256_json({"features": [m.fingerprint() for m in maps]})
-    applies = [MixtureApplyTask(t, upstream[t.part][0], sha256_json({"plan": global_fp, "part": t.part}))
-               for t in tasks]
+    applies = [MixtureApplyTask(t, upstream[t.part][0], sha256_json({"plan": global_fp, "part": t.part}),
+                                cfg.climb is not None) for t in tasks]
+    inputs = tuple((t, upstream[t.part][0]) for t in tasks)
     upstream.update({a.part: (NAME, a.fingerprint_) for a in applies})
     return [("mixture features", run_features, maps),
-            ("mixture plan", run_plan, [MixturePlanTask(output, cfg, global_fp)]),
+            ("mixture plan", run_plan, [MixturePlanTask(output, cfg, global_fp, inputs)]),
             ("mixture", run_apply, applies)]
 
