@@ -1,4 +1,4 @@
-"""gristmill command line: run, validate, stats."""
+"""gristmill command line: run, validate, stats, report, diff, tokens, preselect, dataman."""
 
 import argparse
 import sys
@@ -41,7 +41,7 @@ def cmd_run(args) -> int:
     except ShardFailures as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"done in {log['seconds']:.1f}s ({log['skipped']} of {log['shards']} shards already complete)\n",
+    print(f"done in {log['seconds']:.1f}s ({log['skipped']} of {log['tasks']} tasks already complete)\n",
           file=sys.stderr)
     print(stats.format_funnel(stats.funnel(cfg.output)))
     return 0
@@ -101,6 +101,24 @@ def cmd_dataman_build(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from pipelines.report import render
+
+    from pipelines import io
+
+    target = args.html or io.join(args.output, "report.html")
+    io.write_bytes_atomic(target, render(args.output).encode())
+    print(target)
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from pipelines.report import diff, format_diff
+
+    print(format_diff(diff(args.a, args.b)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gristmill", description="Raw web crawl in, training-ready shards out.")
     parser.add_argument("--version", action="version", version=f"gristmill {__version__}")
@@ -142,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     dm_build = dm_sub.add_parser("build", help="rate a sample with the teacher LLM, train the fastText students")
     dm_build.add_argument("spec")
     dm_build.set_defaults(fn=cmd_dataman_build)
+
+    report = sub.add_parser("report", help="write one offline HTML page: funnel, rejects, histograms, mixture, tokens")
+    report.add_argument("output")
+    report.add_argument("--html", help="where to write it (default OUT/report.html)")
+    report.set_defaults(fn=cmd_report)
+
+    df = sub.add_parser("diff", help="what changed between two releases (config, inputs, counts, outputs)")
+    df.add_argument("a")
+    df.add_argument("b")
+    df.set_defaults(fn=cmd_diff)
     return parser
 
 

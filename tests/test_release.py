@@ -196,3 +196,38 @@ def test_bytes_do_not_depend_on_batching_or_resume_point(tmp_path, monkeypatch):
     log = run_release(resumed, progress=False)
     assert "extract" not in {s for r in log["reports"] for s in r["stages"]}
     assert tree(out) == tree(Path(reference.output))
+
+
+def test_report_and_diff(sample_run, tmp_path):
+    from html.parser import HTMLParser
+
+    from pipelines.report import diff, render
+
+    cfg, out = sample_run
+    page = render(cfg.output)
+
+    class Cells(HTMLParser):
+        cells, images = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.images += tag == "img" and dict(attrs)["src"].startswith("data:image/png;base64,")
+
+        def handle_data(self, data):
+            self.cells.append(data)
+
+    parsed = Cells()
+    parsed.feed(page)
+    funnel = stats.funnel(cfg.output)
+    for stage, counts in funnel["stages"].items():
+        assert stage in parsed.cells and str(counts["docs_out"]) in parsed.cells
+    assert "url_blocklist.domain" in parsed.cells and parsed.images >= 1  # rejects table, token plot
+    same = diff(cfg.output, cfg.output)
+    assert same["config"] == [] and same["outputs_changed"] == 0 and same["outputs_same"] > 10
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["config"]["stages"]["tokenize"]["seq_len"] = 4096
+    manifest["outputs"][0]["sha256"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    changed = diff(cfg.output, str(other))
+    assert changed["config"] == [("stages.tokenize.seq_len", "1024", "4096")] and changed["outputs_changed"] == 1
