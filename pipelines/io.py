@@ -114,6 +114,15 @@ def read_json(path: str):
         return json.load(fh)
 
 
+def marker_matches(path: str, fingerprint: str) -> bool:
+    """A completion marker is valid when it exists and holds this fingerprint (of input + config)."""
+    return exists(path) and read_json(path).get("fingerprint") == fingerprint
+
+
+def write_marker(path: str, fingerprint: str, **extra) -> None:
+    write_json_atomic(path, {"fingerprint": fingerprint, **extra})
+
+
 def exists(path: str) -> bool:
     fs, p = fsspec.core.url_to_fs(path)
     return fs.exists(p)

@@ -47,9 +47,22 @@ class ShardTask:
         return io.join(self.output, stage, f"_SUCCESS.{self.part}")
 
 
+class OfShard:
+    """For a later phase's task bound to one input shard (`shard`): its part and input file are the shard's."""
+
+    shard: ShardTask
+
+    @property
+    def part(self) -> str:
+        return self.shard.part
+
+    @property
+    def input_file(self) -> str:
+        return self.shard.input_file
+
+
 def _done(task: ShardTask, i: int) -> bool:
-    path = task.marker(task.chain[i][0])
-    return io.exists(path) and io.read_json(path).get("fingerprint") == task.fingerprint(i)
+    return io.marker_matches(task.marker(task.chain[i][0]), task.fingerprint(i))
 
 
 def _safe_reader(task: ShardTask, errors: list[dict], max_payload: int) -> Iterator[dict]:
@@ -130,7 +143,7 @@ def run_shard_task(task: ShardTask) -> dict:
             sink.commit()
         metrics = {"docs_in": 0, "docs_out": 0, "rejected": 0, "errors": 0, **totals[name]}
         io.write_table_atomic(task.path(name, "_stats"), _stats_rows(task, name, metrics), STATS_SCHEMA)
-        io.write_json_atomic(task.marker(name), {"fingerprint": task.fingerprint(i), "input_file": task.input_file})
+        io.write_marker(task.marker(name), task.fingerprint(i), input_file=task.input_file)
         report["stages"][name] = {**metrics, "seconds": round(seconds[name], 3)}
     return report
 

@@ -25,7 +25,7 @@ import zstandard
 from pipelines import io
 from pipelines.config import TokenizeConfig, sha256_json
 from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, encodable, exception_error, reject
-from pipelines.shard_task import BATCH_DOCS, ShardTask, _batches, _stats_rows, _write_read_outputs, input_docs
+from pipelines.shard_task import BATCH_DOCS, OfShard, ShardTask, _batches, _stats_rows, _write_read_outputs, input_docs
 from tokenize_stage.megatron import MegatronWriter, dtype_for_vocab
 from tokenize_stage.packing import pack
 from tokenize_stage.tokenizers import load_tokenizer
@@ -44,19 +44,11 @@ SAMPLES_SCHEMA = pa.schema([
 
 
 @dataclass(frozen=True)
-class TokenizeTask:
+class TokenizeTask(OfShard):
     shard: ShardTask  # the per-document task of the same part (its chain may be empty)
     cfg: TokenizeConfig
     upstream: str | None  # the stage whose part-NNNNN.parquet is tokenized; None = read the source
     upstream_fingerprint: str
-
-    @property
-    def part(self) -> str:
-        return self.shard.part
-
-    @property
-    def input_file(self) -> str:
-        return self.shard.input_file
 
     def fingerprint(self) -> str:
         return sha256_json({"upstream": self.upstream_fingerprint, "tokenize": self.cfg.model_dump(mode="json")})
@@ -125,7 +117,7 @@ class _ShardFiles:
 def run_tokenize_task(task: TokenizeTask) -> dict:
     marker = task.path(f"_SUCCESS.{task.part}")
     report = {"part": task.part, "input_file": task.input_file, "skipped": False, "stages": {}}
-    if io.exists(marker) and io.read_json(marker).get("fingerprint") == task.fingerprint():
+    if io.marker_matches(marker, task.fingerprint()):
         return {**report, "skipped": True}
 
     cfg, shard = task.cfg, task.shard
@@ -222,7 +214,7 @@ def run_tokenize_task(task: TokenizeTask) -> dict:
     metrics = {**counts, **totals, "shards": len(shards)}
     io.write_table_atomic(task.path("_stats", f"{task.part}.parquet"), _stats_rows(shard, NAME, metrics),
                           STATS_SCHEMA)
-    io.write_json_atomic(marker, {"fingerprint": task.fingerprint(), "input_file": task.input_file})
+    io.write_marker(marker, task.fingerprint(), input_file=task.input_file)
     report["stages"][NAME] = {**metrics, "seconds": round(time.perf_counter() - began, 3)}
     return report
 

@@ -22,7 +22,7 @@ from pipelines.config import DedupConfig, sha256_json
 from pipelines.dedup import minhash
 from pipelines.dedup.index import index_params
 from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, doc_schema, reject
-from pipelines.shard_task import ShardTask, _stats_rows, _write_read_outputs, input_docs, last_stage
+from pipelines.shard_task import OfShard, ShardTask, _stats_rows, _write_read_outputs, input_docs, last_stage
 
 NAME = "dedup"
 EXACT_BAND = -1  # the exact-text key travels through the same shuffle as a band of its own
@@ -38,26 +38,10 @@ def _path(output: str, *parts: str) -> str:
     return io.join(output, NAME, *parts)
 
 
-def _done(marker: str, fingerprint: str) -> bool:
-    return io.exists(marker) and io.read_json(marker).get("fingerprint") == fingerprint
-
-
-def _mark(marker: str, fingerprint: str) -> None:
-    io.write_json_atomic(marker, {"fingerprint": fingerprint})
-
-
 @dataclass(frozen=True)
-class DedupMapTask:
+class DedupMapTask(OfShard):
     shard: ShardTask
     cfg: DedupConfig
-
-    @property
-    def part(self) -> str:
-        return self.shard.part
-
-    @property
-    def input_file(self) -> str:
-        return self.shard.input_file
 
     def fingerprint(self) -> str:
         return sha256_json({"upstream": self.shard.fingerprint(len(self.shard.chain) - 1),
@@ -68,7 +52,7 @@ def run_map(task: DedupMapTask) -> dict:
     out, cfg, part = task.shard.output, task.cfg, task.part
     marker = _path(out, f"_SUCCESS.map.{part}")
     report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
-    if _done(marker, task.fingerprint()):
+    if io.marker_matches(marker, task.fingerprint()):
         return report
     m = cfg.minhash
     seeds = minhash.seeds(m.num_perm, m.seed)
@@ -97,7 +81,7 @@ def run_map(task: DedupMapTask) -> dict:
         io.write_table_atomic(_path(out, "_bands", f"bucket-{b:05d}", f"{part}.parquet"), rows, BAND_SCHEMA)
     if last_stage(task.shard) is None:
         _write_read_outputs(task.shard, n_docs, read_errors)
-    _mark(marker, task.fingerprint())
+    io.write_marker(marker, task.fingerprint())
     return {**report, "skipped": False, "stages": {"dedup_map": {"docs": n_docs}}}
 
 
@@ -133,7 +117,7 @@ def _listing(files: list[str]) -> str:
 def run_reduce(task: DedupGlobalTask) -> dict:
     marker = _path(task.output, f"_SUCCESS.reduce.{task.part}")
     report = {"part": task.part, "input_file": "", "skipped": True, "stages": {}}
-    if _done(marker, task.fingerprint_):
+    if io.marker_matches(marker, task.fingerprint_):
         return report
     selects = [f"SELECT band, key, '{prefix}' || id AS node FROM read_parquet({_listing(files)})"
                for prefix, files in _release_files(task, f"_bands/{task.part}/*.parquet")]
@@ -145,7 +129,7 @@ def run_reduce(task: DedupGlobalTask) -> dict:
         pairs = {(nodes[0], other) for (nodes,) in groups for other in nodes[1:] if other != nodes[0]}
         edges = [{"a": a, "b": b} for a, b in sorted(pairs)]
     io.write_table_atomic(_path(task.output, "_edges", f"{task.part}.parquet"), edges, EDGE_SCHEMA)
-    _mark(marker, task.fingerprint_)
+    io.write_marker(marker, task.fingerprint_)
     return {**report, "skipped": False, "stages": {"dedup_reduce": {"edges": len(edges)}}}
 
 
@@ -198,7 +182,7 @@ def _verified(con, edges: list[tuple[str, str]], task) -> list[tuple[str, str]]:
 def run_cluster(task: DedupGlobalTask) -> dict:
     marker = _path(task.output, "_SUCCESS.cluster")
     report = {"part": "clusters", "input_file": "", "skipped": True, "stages": {}}
-    if _done(marker, task.fingerprint_):
+    if io.marker_matches(marker, task.fingerprint_):
         return report
     con = duckdb.connect()
     edge_files = io.glob(_path(task.output), "_edges/*.parquet")
@@ -247,30 +231,22 @@ def run_cluster(task: DedupGlobalTask) -> dict:
                     "metric": f"cluster_size.{size}", "value": float(sizes.count(size))} for size in sorted(set(sizes))]
     io.write_table_atomic(_path(task.output, "_stats", "clusters.parquet"), stats_rows, STATS_SCHEMA)
     io.write_json_atomic(_path(task.output, "_index.json"), {"params": index_params(task.cfg)})
-    _mark(marker, task.fingerprint_)
+    io.write_marker(marker, task.fingerprint_)
     return {**report, "skipped": False, "stages": {"dedup_cluster": metrics}}
 
 
 @dataclass(frozen=True)
-class DedupApplyTask:
+class DedupApplyTask(OfShard):
     shard: ShardTask
     cfg: DedupConfig
     fingerprint_: str
-
-    @property
-    def part(self) -> str:
-        return self.shard.part
-
-    @property
-    def input_file(self) -> str:
-        return self.shard.input_file
 
 
 def run_apply(task: DedupApplyTask) -> dict:
     out, part = task.shard.output, task.part
     marker = _path(out, f"_SUCCESS.{part}")
     report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
-    if _done(marker, task.fingerprint_):
+    if io.marker_matches(marker, task.fingerprint_):
         return report
     removed = {r["id"]: r for r in pq.read_table(io.join(out, NAME, "_clusters", "clusters.parquet"),
                                                  filters=[("part", "=", part)]).to_pylist()}
@@ -294,5 +270,5 @@ def run_apply(task: DedupApplyTask) -> dict:
     io.write_table_atomic(task.shard.path(NAME, "_errors"), [], ERROR_SCHEMA)
     metrics = {"docs_in": n_in, "docs_out": n_kept, "rejected": n_rejected, "errors": 0}
     io.write_table_atomic(task.shard.path(NAME, "_stats"), _stats_rows(task.shard, NAME, metrics), STATS_SCHEMA)
-    _mark(marker, task.fingerprint_)
+    io.write_marker(marker, task.fingerprint_)
     return {**report, "skipped": False, "stages": {NAME: metrics}}

@@ -21,7 +21,8 @@ from pipelines import io
 from pipelines.config import MixtureConfig, SelectRule, sha256_json
 from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, doc_schema, reject
 from pipelines.mixture import sampling
-from pipelines.shard_task import ShardTask, _stats_rows, input_docs
+from pipelines.shard_task import OfShard, ShardTask, _stats_rows, input_docs
+from pipelines.stages.score import outside
 from scorers.embed import embed
 from tokenize_stage.tokenizers import load_tokenizer
 
@@ -43,25 +44,13 @@ def _path(output: str, *parts: str) -> str:
     return io.join(output, NAME, *parts)
 
 
-def _done(marker: str, fingerprint: str) -> bool:
-    return io.exists(marker) and io.read_json(marker).get("fingerprint") == fingerprint
-
-
 @dataclass(frozen=True)
-class MixtureMapTask:
+class MixtureMapTask(OfShard):
     shard: ShardTask
     cfg: MixtureConfig
     tokenizer: str  # the release's tokenizer: the budget is in its tokens
     upstream: str | None
     upstream_fingerprint: str
-
-    @property
-    def part(self) -> str:
-        return self.shard.part
-
-    @property
-    def input_file(self) -> str:
-        return self.shard.input_file
 
     def fingerprint(self) -> str:
         return sha256_json({"upstream": self.upstream_fingerprint, "mixture": self.cfg.model_dump(mode="json"),
@@ -79,46 +68,29 @@ class MixturePlanTask:
 
 
 @dataclass(frozen=True)
-class MixtureApplyTask:
+class MixtureApplyTask(OfShard):
     shard: ShardTask
     upstream: str | None
     fingerprint_: str
     clusters: bool = False  # add the `cluster` column (CLIMB)
 
-    @property
-    def part(self) -> str:
-        return self.shard.part
-
-    @property
-    def input_file(self) -> str:
-        return self.shard.input_file
-
 
 def excluded_by(doc: dict, rules: list[SelectRule]) -> str | None:
     """The first `where` rule the document fails, as `where.<column>`; None for a candidate."""
-    for rule in rules:
-        value = doc.get(rule.column)
-        if rule.values is not None:
-            outside = value not in rule.values
-        else:
-            outside = value is None or (rule.min is not None and value < rule.min) or \
-                (rule.max is not None and value > rule.max)
-        if outside:
-            return f"where.{rule.column}"
-    return None
+    return next((f"where.{rule.column}" for rule in rules if outside(rule, doc.get(rule.column))), None)
 
 
 def run_features(task: MixtureMapTask) -> dict:
     out, cfg, part = task.shard.output, task.cfg, task.part
     marker = _path(out, f"_SUCCESS.features.{part}")
     report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
-    if _done(marker, task.fingerprint()):
+    if io.marker_matches(marker, task.fingerprint()):
         return report
     tok = load_tokenizer(task.tokenizer)
     climb = cfg.climb
     embed_marker = _path(out, f"_SUCCESS.embed.{part}")
     embed_fp = sha256_json({"upstream": task.upstream_fingerprint, "embed": climb and climb.embed.model_dump(mode="json")})
-    embed_now = climb is not None and not _done(embed_marker, embed_fp)  # embeddings outlive clustering changes
+    embed_now = climb is not None and not io.marker_matches(embed_marker, embed_fp)  # embeddings outlive clustering changes
     rows, vectors = [], []
     docs = iter(input_docs(task.shard, task.upstream, []))
     while batch := list(islice(docs, 256)):
@@ -134,9 +106,9 @@ def run_features(task: MixtureMapTask) -> dict:
                          "quality": doc.get(climb.prune.column) if climb and climb.prune else None})
     if embed_now:
         io.write_table_atomic(_path(out, "_embeddings", f"{part}.parquet"), vectors, EMBEDDING_SCHEMA)
-        io.write_json_atomic(embed_marker, {"fingerprint": embed_fp})
+        io.write_marker(embed_marker, embed_fp)
     io.write_table_atomic(_path(out, "_features", f"{part}.parquet"), rows, FEATURE_SCHEMA)
-    io.write_json_atomic(marker, {"fingerprint": task.fingerprint()})
+    io.write_marker(marker, task.fingerprint())
     return {**report, "skipped": False}
 
 
@@ -184,7 +156,7 @@ def run_plan(task: MixturePlanTask) -> dict:
     out = task.output
     marker = _path(out, "_SUCCESS.plan")
     report = {"part": "mixture-plan", "input_file": "", "skipped": True, "stages": {}}
-    if _done(marker, task.fingerprint_):
+    if io.marker_matches(marker, task.fingerprint_):
         return report
     files = [_path(out, "_features", f"{shard.part}.parquet") for shard, _ in task.inputs]
     features = pa.concat_tables([io.read_table(f) for f in files]) if files else FEATURE_SCHEMA.empty_table()
@@ -206,7 +178,7 @@ def run_plan(task: MixturePlanTask) -> dict:
     io.write_json_atomic(_path(out, "_plan", "plan.json"), summary)
     if cfg.climb is not None:
         io.write_json_atomic(_path(out, "mixture.json"), {**climb_report, "sampled": summary})
-    io.write_json_atomic(marker, {"fingerprint": task.fingerprint_})
+    io.write_marker(marker, task.fingerprint_)
     return {**report, "skipped": False}
 
 
@@ -214,7 +186,7 @@ def run_apply(task: MixtureApplyTask) -> dict:
     out, part = task.shard.output, task.part
     marker = _path(out, f"_SUCCESS.{part}")
     report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
-    if _done(marker, task.fingerprint_):
+    if io.marker_matches(marker, task.fingerprint_):
         return report
     chosen = {r["id"]: r for r in pq.read_table(_path(out, "_plan", "selection.parquet"),
                                                  filters=[("part", "=", part)]).to_pylist()}
@@ -236,7 +208,7 @@ def run_apply(task: MixtureApplyTask) -> dict:
     io.write_table_atomic(task.shard.path(NAME, "_errors"), [], ERROR_SCHEMA)
     metrics = {"docs_in": n_in, "docs_out": n_kept, "rejected": n_rejected, "errors": 0, "upsampled": upsampled}
     io.write_table_atomic(task.shard.path(NAME, "_stats"), _stats_rows(task.shard, NAME, metrics), STATS_SCHEMA)
-    io.write_json_atomic(marker, {"fingerprint": task.fingerprint_})
+    io.write_marker(marker, task.fingerprint_)
     return {**report, "skipped": False, "stages": {NAME: metrics}}
 
 

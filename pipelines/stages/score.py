@@ -25,9 +25,12 @@ def applies_to(source_format: str) -> bool:
     return True
 
 
-def _bounds(rule, scorer) -> tuple[float | None, float | None]:
-    low = scorer.threshold(rule.top_fraction) if rule.top_fraction is not None else rule.min
-    return low, rule.max
+def outside(rule, value, low: float | None = None) -> bool:
+    """Whether `value` fails a typed select rule; `low` replaces the rule's min (a top_fraction threshold)."""
+    if rule.values is not None:
+        return value not in rule.values
+    low = rule.min if low is None else low
+    return value is None or (low is not None and value < low) or (rule.max is not None and value > rule.max)
 
 
 def run(docs: Iterable[dict], cfg) -> StageResult:
@@ -47,12 +50,7 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
     for doc in batch:
         for rule in cfg.select:
             value = doc.get(rule.column)
-            low, high = _bounds(rule, scorer)
-            if rule.values is not None:
-                outside = value not in rule.values
-            else:
-                outside = value is None or (low is not None and value < low) or (high is not None and value > high)
-            if outside:
+            if outside(rule, value, scorer.threshold(rule.top_fraction) if rule.top_fraction is not None else None):
                 result.rejects.append(reject(doc, NAME, f"select.{rule.column}", f"{value}"))
                 break
         else:
