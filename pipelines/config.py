@@ -7,6 +7,7 @@ too, so a missing input fails at `gristmill validate`, not an hour into a run.
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -30,12 +31,55 @@ class ConfigError(ValueError):
     """A bad config: raised before any work starts, naming the file and the key."""
 
 
+STAGE_NAMES = ("extract", "filter", "score", "dedup", "mixture", "tokenize")
+RAY_RUNTIME_ENV_KEYS = ("working_dir", "py_modules", "pip", "uv", "conda", "env_vars", "excludes", "container",
+                        "image_uri", "py_executable", "java_jars", "config", "worker_process_setup_hook")
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+                 "t": 10**12, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def memory_bytes(value: int | str) -> int:
+    """4GiB, 512MB, 2g or a number of bytes -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in _MEMORY_UNITS:
+        raise ValueError(f"not a memory size: {value!r} (e.g. 4GiB, 512MB or a number of bytes)")
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
+
+
+class TaskResources(StrictModel):
+    """What one shard-task of a stage needs (Ray: task resources; Beam: resource hints)."""
+
+    cpus: float = Field(1, gt=0)
+    gpus: float = Field(0, ge=0)
+    memory: int | str | None = None  # bytes or "4GiB": Ray schedules a task only where this much is free
+
+    @field_validator("memory")
+    @classmethod
+    def _size(cls, value):
+        return None if value is None else memory_bytes(value)
+
+
 class RunnerConfig(StrictModel):
     kind: Literal["local", "ray", "beam"] = "local"
-    workers: int = Field(2, ge=1)
+    workers: int = Field(2, ge=1)  # local: processes; ray: CPUs of a local cluster; beam: DirectRunner workers
     address: str | None = None  # ray: cluster address ("auto", "ray://host:10001"); None starts a local one
-    max_retries: int = Field(2, ge=0)  # ray: retries of a failed shard-task
+    max_retries: int = Field(2, ge=0)  # attempts after the first, for a failed or killed shard-task
     max_tasks_per_worker: int | None = Field(None, ge=1)  # recycle worker processes (returns lxml memory)
+    # back-pressure: at most this many shard-tasks submitted and unfinished (default: 2 x workers or cluster CPUs)
+    max_in_flight: int | None = Field(None, ge=1)
+    runtime_env: dict | None = None  # ray: passed to ray.init (working_dir, pip, env_vars, excludes, ...)
+    resources: dict[Literal[STAGE_NAMES], TaskResources] = Field(default_factory=dict)  # per stage
+    options: dict = Field(default_factory=dict)  # beam: PipelineOptions (runner, flink_master, project, ...)
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _ray_runtime_env(cls, env: dict | None) -> dict | None:
+        if env is None:
+            return None
+        unknown = sorted(set(env) - set(RAY_RUNTIME_ENV_KEYS))
+        if unknown:
+            raise ValueError(f"unknown runtime_env field(s) {unknown}; Ray knows {list(RAY_RUNTIME_ENV_KEYS)}")
+        return env
 
 
 class SourceConfig(StrictModel):
@@ -273,6 +317,8 @@ def sha256_json(obj) -> str:
 def _format_loc(loc: tuple) -> str:
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for "the key itself is wrong"; the key is already named
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -287,6 +333,7 @@ def load_config(path: str, overrides: dict | None = None) -> ReleaseConfig:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = _interpolate(raw, path, ())
     for key, value in (overrides or {}).items():  # dotted keys: runner.workers=4
         node = raw
         *parents, leaf = key.split(".")
@@ -298,14 +345,64 @@ def load_config(path: str, overrides: dict | None = None) -> ReleaseConfig:
     except ValidationError as exc:
         lines = [f"{path}: {_format_loc(e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
+    cfg = _expand_against(cfg, path)
     check_semantics(cfg, path)
     return cfg
 
 
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node, path: str, loc: tuple):
+    """`${VAR}` and `${VAR:-default}` in string values take the environment's value (`$$` is a `$`),
+    so one config serves every scheduled release (`output: releases/web-${RELEASE_DATE}`)."""
+    if isinstance(node, dict):
+        return {k: _interpolate(v, path, loc + (k,)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, path, loc + (i,)) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def value(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: {_format_loc(loc)}: environment variable {name} is not set "
+                          f"(set it, or write ${{{name}:-default}})")
+
+    return _ENV_REF.sub(value, node)
+
+
+def _expand_against(cfg: ReleaseConfig, path: str) -> ReleaseConfig:
+    """Globs in `dedup.against` become the finished earlier releases they match (those with a dedup
+    index), never the release itself; a glob may match nothing (the first release of a series)."""
+    dedup = cfg.stages.dedup
+    if dedup is None or not any(any(c in a for c in "*?[") for a in dedup.against):
+        return cfg
+    own = _normalised(cfg.output)
+    releases: list[str] = []
+    for pattern in dedup.against:
+        if not any(c in pattern for c in "*?["):
+            releases.append(pattern)
+            continue
+        indexes = expand_paths(pattern.rstrip("/") + "/dedup/_index.json")
+        found = [p[: -len("/dedup/_index.json")] for p in indexes]
+        releases += [r for r in found if _normalised(r) != own and r not in releases]
+    dedup = dedup.model_copy(update={"against": releases})
+    return cfg.model_copy(update={"stages": cfg.stages.model_copy(update={"dedup": dedup})})
+
+
+def _normalised(location: str) -> str:
+    return location.rstrip("/") if "://" in location else os.path.abspath(location)
+
+
 def check_semantics(cfg: ReleaseConfig, path: str) -> None:
     """Checks that need more than types: stages present, inputs and named files exist."""
-    if cfg.runner.kind == "beam":
-        raise ConfigError(f"{path}: runner.kind: 'beam' is not available yet (use local or ray)")
+    _check_runner(cfg.runner, path)
     enabled = cfg.stages.enabled()
     if not enabled:
         raise ConfigError(f"{path}: stages: no stage configured (add e.g. `extract: {{}}`)")
@@ -342,6 +439,37 @@ def check_semantics(cfg: ReleaseConfig, path: str) -> None:
             raise ConfigError(
                 f"{path}: stages.filter.url_blocklist.domains_file: file not found: {f.url_blocklist.domains_file}"
             )
+
+
+def _check_runner(runner: RunnerConfig, path: str) -> None:
+    """Engine-specific settings are checked by the engine's own parser, before any work starts."""
+    engine_keys = {"ray": ("address", "runtime_env"), "beam": ("options",)}
+    for kind, keys in engine_keys.items():
+        for key in keys:
+            if runner.kind != kind and getattr(runner, key):
+                raise ConfigError(f"{path}: runner.{key}: only for kind: {kind} (this runner is {runner.kind})")
+    if runner.kind == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError(f"{path}: runner.kind: ray needs `pip install gristmill[ray]`") from None
+        if runner.runtime_env:
+            from ray.runtime_env import RuntimeEnv
+
+            working_dir = runner.runtime_env.get("working_dir")
+            if isinstance(working_dir, str) and "://" not in working_dir and not os.path.isdir(working_dir):
+                raise ConfigError(f"{path}: runner.runtime_env.working_dir: not a directory: {working_dir}")
+            try:
+                RuntimeEnv(**runner.runtime_env)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{path}: runner.runtime_env: {exc}") from None
+    if runner.kind == "beam":
+        from pipelines.runners.beam_options import BeamOptionsError, pipeline_options
+
+        try:
+            pipeline_options(runner)
+        except BeamOptionsError as exc:
+            raise ConfigError(f"{path}: runner.{exc.key}: {exc}") from None
 
 
 def _check_score(score: ScoreConfig, path: str) -> None:

@@ -1,7 +1,11 @@
 """Building a release: plan shard-tasks from the config, run them on a runner, write the manifest."""
 
 import datetime as dt
+import os
+import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import fsspec
 import pyarrow.parquet as pq
@@ -9,7 +13,7 @@ from tqdm import tqdm
 
 from pipelines import __version__, io, stats
 from pipelines.config import ReleaseConfig, TokenizeConfig, expand_paths
-from pipelines.runners import make_runner
+from pipelines.runners import combined, make_runner
 from pipelines.config import sha256_json
 from pipelines.dedup.tasks import DedupApplyTask, DedupGlobalTask, DedupMapTask, run_apply, run_cluster, run_map, run_reduce
 from pipelines.mixture.tasks import phases as mixture_phases
@@ -39,21 +43,42 @@ def plan(cfg: ReleaseConfig) -> list[ShardTask]:
     return tasks
 
 
-def _run_phase(runner, fn, tasks: list, desc: str, progress: bool) -> tuple[list[dict], list[dict]]:
+@dataclass(frozen=True)
+class Timed:
+    """A phase's task function, run where the runner puts it; the timing and place go to the run log."""
+
+    fn: Callable[[object], dict]
+
+    @property
+    def name(self) -> str:  # Ray shows it as the worker's process title (ray::run_shard_task)
+        return self.fn.__name__
+
+    def __call__(self, task) -> tuple[dict, dict]:
+        began = time.time()
+        result = self.fn(task)
+        return result, {"host": socket.gethostname(), "pid": os.getpid(), "started": round(began, 3),
+                        "seconds": round(time.time() - began, 3)}
+
+
+def _run_phase(runner, fn, tasks: list, desc: str, progress: bool, resources=None) -> tuple[list[dict], list[dict]]:
     reports, failures = [], []
     kept = 0
     with tqdm(total=len(tasks), desc=desc, unit="shard", disable=not progress) as bar:
-        for task, report, exc in runner.map_unordered(fn, tasks):
+        for task, outcome, exc in runner.map_unordered(Timed(fn), tasks, resources):
             if exc is not None:
-                failures.append({"part": task.part, "input_file": task.input_file,
+                failures.append({"phase": desc, "part": task.part, "input_file": task.input_file,
                                  "error": f"{type(exc).__name__}: {exc}"})
             else:
-                reports.append(report)
+                report, timing = outcome
+                reports.append({**report, "phase": desc, **timing})
                 last = list(report["stages"].values())[-1] if report["stages"] else {}
                 kept += last.get("docs_out", 0)
             bar.update(1)
             bar.set_postfix(kept=kept, failed=len(failures))
     return reports, failures
+
+
+PHASE_STAGE = {"dedup": "dedup", "mixture": "mixture", "tokens": "tokenize"}  # first word of a phase name
 
 
 def _later_phases(cfg: ReleaseConfig, tasks: list[ShardTask], upstream: dict):
@@ -78,25 +103,42 @@ def _later_phases(cfg: ReleaseConfig, tasks: list[ShardTask], upstream: dict):
                        [TokenizeTask(t, tokenize, *upstream[t.part]) for t in tasks])
 
 
-def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
-    """Runs every task not already done, phase by phase, then writes the manifests. Returns the run log.
-
-    Phase 1 runs the per-document stages of each input shard; phase 2 tokenizes each shard's output.
-    """
-    tasks = plan(cfg)
-    io.remove_temporaries(cfg.output)  # one run writes a release at a time: leftovers are from a crash
-    runner = make_runner(cfg.runner)
-    began = time.time()
+def _run_phases(cfg: ReleaseConfig, runner, tasks: list[ShardTask], progress: bool) -> tuple[list, list]:
+    """The per-document phase, then each later phase in turn; stops after a phase with failures."""
     per_doc = [t for t in tasks if t.chain]
-    reports, failures = _run_phase(runner, run_shard_task, per_doc, f"{cfg.release}: documents", progress)
+    doc_stages = {name for t in per_doc for name, _ in t.chain}
+    reports, failures = _run_phase(runner, run_shard_task, per_doc, f"{cfg.release}: documents", progress,
+                                   combined([cfg.runner.resources.get(s) for s in sorted(doc_stages)]))
     # what the next phase reads, per part: (stage folder or None for the source, its fingerprint)
     upstream = {t.part: (last_stage(t), t.fingerprint(len(t.chain) - 1)) for t in tasks}
     for phase in _later_phases(cfg, tasks, upstream):
         if failures:
             break
         name, fn, phase_tasks = phase()
-        phase_reports, failures = _run_phase(runner, fn, phase_tasks, f"{cfg.release}: {name}", progress)
+        resources = cfg.runner.resources.get(PHASE_STAGE[name.split()[0]])
+        phase_reports, failures = _run_phase(runner, fn, phase_tasks, f"{cfg.release}: {name}", progress, resources)
         reports += phase_reports
+    return reports, failures
+
+
+def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
+    """Runs every task not already done, phase by phase, then writes the manifests. Returns the run log.
+
+    The per-document stages run as one task per input shard; dedup, mixture and tokenize follow as
+    phases of their own (maps, shuffles through storage, reduces). Raises ShardFailures, after
+    keeping everything that completed, when some task failed every attempt.
+    """
+    if "://" not in cfg.output and not os.path.isabs(cfg.output):  # a worker's directory may differ (Ray working_dir)
+        cfg = cfg.model_copy(update={"output": os.path.abspath(cfg.output)})
+    tasks = plan(cfg)
+    runner = make_runner(cfg.runner, scratch=io.join(cfg.output, "_logs"))
+    runner.start()  # connects to the engine and checks the resources asked for, before any work
+    io.remove_temporaries(cfg.output)  # one run writes a release at a time: leftovers are from a crash
+    began = time.time()
+    try:
+        reports, failures = _run_phases(cfg, runner, tasks, progress)
+    finally:
+        runner.close()
     log = {
         "release": cfg.release, "runner": cfg.runner.model_dump(mode="json"),
         "started": dt.datetime.fromtimestamp(began, dt.timezone.utc).isoformat(),
@@ -106,6 +148,7 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
     }
     stamp = dt.datetime.fromtimestamp(began, dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     io.write_json_atomic(io.join(cfg.output, "_logs", f"run-{stamp}.json"), log)
+    io.remove_temporaries(cfg.output)  # every task has ended: half-written files of killed attempts go
     if failures:
         names = ", ".join(f"{f['part']} ({f['input_file']}): {f['error']}" for f in failures)
         raise ShardFailures(f"{len(failures)} of {len(tasks)} shards failed; the rest are complete. {names}")

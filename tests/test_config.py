@@ -114,9 +114,66 @@ def test_runner_does_not_change_content_hash(tmp_path):
     assert c.content_hash() != a.content_hash()
 
 
-def test_beam_runner_fails_at_validation(tmp_path):
-    with pytest.raises(ConfigError, match=r"runner\.kind: 'beam' is not available yet"):
-        load_config(cfg_file(tmp_path, good(tmp_path).replace("kind: local", "kind: beam")))
+@pytest.mark.parametrize(
+    "runner, key, reason",
+    [
+        ("{kind: beam, options: {flink_mastr: 'x:8081'}}", "runner.options.flink_mastr", "not a Beam pipeline option"),
+        ("{kind: beam, options: {runner: FooRunner}}", "runner.options.runner", "Unexpected pipeline runner"),
+        ("{kind: beam, options: {parallelism: many}}", "runner.options.parallelism", "invalid int value"),
+        ("{kind: local, options: {runner: FlinkRunner}}", "runner.options", "only for kind: beam"),
+        ("{kind: beam, address: auto}", "runner.address", "only for kind: ray"),
+        ("{kind: ray, runtime_env: {workdir: .}}", "runner.runtime_env", "unknown runtime_env field(s) ['workdir']"),
+        ("{kind: ray, runtime_env: {env_vars: {A: 1}}}", "runner.runtime_env", "must be of type Dict[str, str]"),
+        ("{kind: ray, runtime_env: {working_dir: /no/such/dir}}", "runner.runtime_env.working_dir", "not a directory"),
+        ("{kind: ray, resources: {extrac: {cpus: 1}}}", "runner.resources.extrac", "Input should be"),
+        ("{kind: ray, resources: {extract: {memory: lots}}}", "runner.resources.extract.memory", "not a memory size"),
+    ],
+)
+def test_bad_runner_settings_are_named(tmp_path, runner, key, reason):
+    text = good(tmp_path).replace("{kind: local, workers: 2}", runner)
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg_file(tmp_path, text))
+    assert f"{key}: " in str(exc.value) and reason in str(exc.value)
+
+
+def test_runner_settings_are_parsed(tmp_path):
+    text = good(tmp_path).replace("{kind: local, workers: 2}", "{kind: beam, options: {runner: FlinkRunner, "
+                                  "flink_master: 'localhost:8081', parallelism: 4}}")
+    assert load_config(cfg_file(tmp_path, text)).runner.options["parallelism"] == 4
+    text = good(tmp_path).replace("{kind: local, workers: 2}", "{kind: ray, resources: {mixture: {cpus: 0.5, "
+                                  "gpus: 1, memory: 4GiB}, extract: {memory: 512MB}}}")
+    resources = load_config(cfg_file(tmp_path, text)).runner.resources
+    assert (resources["mixture"].cpus, resources["mixture"].gpus, resources["mixture"].memory) == (0.5, 1, 4 << 30)
+    assert resources["extract"].memory == 512_000_000
+
+
+def test_environment_variables_are_interpolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("GM_DATE", "20260101")
+    monkeypatch.delenv("GM_UNSET", raising=False)
+    text = good(tmp_path).replace("release: t", "release: web-${GM_DATE}").replace(
+        f"output: {tmp_path / 'out'}", f"output: ${{GM_UNSET:-{tmp_path}}}/web-${{GM_DATE}}-$$")
+    cfg = load_config(cfg_file(tmp_path, text))
+    assert cfg.release == "web-20260101" and cfg.output == f"{tmp_path}/web-20260101-$"
+    with pytest.raises(ConfigError, match=r"release.yaml: output: environment variable GM_UNSET is not set"):
+        load_config(cfg_file(tmp_path, good(tmp_path).replace(f"output: {tmp_path / 'out'}", "output: ${GM_UNSET}")))
+
+
+def test_against_globs_find_earlier_releases_only(tmp_path):
+    """`against: [root/web-*]` names the finished releases it matches, never the release being built."""
+    from pipelines.dedup.index import index_params
+    from pipelines.config import DedupConfig
+
+    params = {"params": index_params(DedupConfig())}
+    for name in ("web-1", "web-2", "web-3"):
+        (tmp_path / name / "dedup").mkdir(parents=True)
+        (tmp_path / name / "dedup" / "_index.json").write_text(__import__("json").dumps(params))
+    (tmp_path / "web-unfinished").mkdir()  # no index: not a finished release
+    text = good(tmp_path).replace(f"output: {tmp_path / 'out'}", f"output: {tmp_path / 'web-3'}") + \
+        f"  dedup: {{against: ['{tmp_path}/web-*']}}\n"
+    cfg = load_config(cfg_file(tmp_path, text))
+    assert cfg.stages.dedup.against == [str(tmp_path / "web-1"), str(tmp_path / "web-2")]
+    first = text.replace(f"{tmp_path}/web-*", f"{tmp_path}/none-yet-*")
+    assert load_config(cfg_file(tmp_path, first)).stages.dedup.against == []  # the first release of a series
 
 
 def test_text_source_needs_a_stage_that_applies(tmp_path):

@@ -1,13 +1,16 @@
 """Engines are adapters: each decides only where and when shard-tasks run.
 
-A runner implements `map_unordered(fn, items)` yielding (item, result, exception) as tasks finish.
-Outputs are written by the tasks themselves, so every runner gives the same bytes.
+A runner implements `map_unordered(fn, items, resources=None)`, yielding (item, result, exception)
+as tasks finish; a task that failed (raised, or its worker died) is retried `max_retries` times
+before its exception is yielded. At most `max_in_flight` tasks are submitted and unfinished at any
+time (back-pressure). Outputs are written by the tasks themselves, so every runner gives the same bytes.
 """
 
-from pipelines.config import RunnerConfig
+from pipelines.config import RunnerConfig, TaskResources
 
 
-def make_runner(cfg: RunnerConfig):
+def make_runner(cfg: RunnerConfig, scratch: str | None = None):
+    """`scratch`: a folder every worker can write (the release's `_logs`), for engines that need one."""
     if cfg.kind == "local":
         from pipelines.runners.local import LocalRunner
 
@@ -16,4 +19,18 @@ def make_runner(cfg: RunnerConfig):
         from pipelines.runners.ray_runner import RayRunner
 
         return RayRunner(cfg)
-    raise NotImplementedError(f"runner.kind: {cfg.kind!r} is not available yet (local and ray are)")
+    if cfg.kind == "beam":
+        from pipelines.runners.beam_runner import BeamRunner
+
+        return BeamRunner(cfg, scratch)
+    raise ValueError(f"runner.kind: unknown runner {cfg.kind!r}")
+
+
+def combined(resources: list[TaskResources | None]) -> TaskResources | None:
+    """What a task running several stages in a row needs: the most any of them needs."""
+    given = [r for r in resources if r is not None]
+    if not given:
+        return None
+    memory = [r.memory for r in given if r.memory is not None]
+    return TaskResources(cpus=max(r.cpus for r in given), gpus=max(r.gpus for r in given),
+                         memory=max(memory) if memory else None)
