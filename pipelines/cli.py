@@ -102,10 +102,13 @@ def cmd_dataman_build(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from pipelines import io, stats
     from pipelines.report import render
 
-    from pipelines import io
-
+    if not stats.stage_names(args.output):
+        print(f"error: {args.output}: no release statistics found (expected <stage>/_stats/*.parquet)",
+              file=sys.stderr)
+        return 1
     target = args.html or io.join(args.output, "report.html")
     io.write_bytes_atomic(target, render(args.output).encode())
     print(target)
@@ -113,9 +116,16 @@ def cmd_report(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from pipelines.report import diff, format_diff
+    import json
 
-    print(format_diff(diff(args.a, args.b)))
+    from pipelines.report import ReleaseError, diff, format_diff
+
+    try:
+        d = diff(args.a, args.b)
+    except ReleaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(d, indent=2) if args.json else format_diff(d))
     return 0
 
 
@@ -166,9 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", help="where to write it (default OUT/report.html)")
     report.set_defaults(fn=cmd_report)
 
-    df = sub.add_parser("diff", help="what changed between two releases (config, inputs, counts, outputs)")
-    df.add_argument("a")
-    df.add_argument("b")
+    df = sub.add_parser("diff", help="what changed from release A to B: config, inputs, kept per stage, "
+                                     "rejects by reason, tokens per source, outputs (by sha256)")
+    df.add_argument("a", help="output folder (or fsspec URI) of release A")
+    df.add_argument("b", help="output folder (or fsspec URI) of release B")
+    df.add_argument("--json", action="store_true", help="print the differences as JSON")
     df.set_defaults(fn=cmd_diff)
     return parser
 
