@@ -19,11 +19,14 @@ def pipeline_options(runner):
     downloads, nothing to install); any other runner (FlinkRunner, SparkRunner, DataflowRunner, ...)
     takes its settings from `options`, passed through as Beam's command-line flags would be.
     """
+    logging.disable(logging.WARNING)  # Beam warns at import about optional Google Cloud clients it lacks
     try:
         from apache_beam.options.pipeline_options import PipelineOptions
         from apache_beam.runners import create_runner
     except ImportError:
         raise BeamOptionsError("kind", "beam needs `pip install gristmill[beam]`") from None
+    finally:
+        logging.disable(logging.NOTSET)
 
     settings = dict(runner.options)
     if settings.get("runner", "DirectRunner") == "DirectRunner":

@@ -24,6 +24,9 @@ class RayRunner:
         """Connects (or starts a local cluster) and checks that every stage's resources can be had."""
         import ray
 
+        if ray.is_initialized() and self.cfg.runtime_env:
+            print("warning: Ray was already initialized in this process; runner.runtime_env is not applied",
+                  file=sys.stderr)
         if not ray.is_initialized():
             kwargs = {"log_to_driver": False, "runtime_env": self.cfg.runtime_env}
             if self.cfg.address:
