@@ -149,3 +149,20 @@ def test_ray_runtime_env_ships_code_to_an_existing_cluster(ray_cluster, tmp_path
     results = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own repr
     assert [(x, env) for x, env, _ in results] == [(1, "arrived"), (2, "arrived")]
     assert all("working_dir_files" in cwd for _, _, cwd in results)  # the tasks ran in the shipped copy
+
+
+def test_local_worker_dying_between_phases_is_replaced(tmp_path):
+    """The pool outlives a phase; a worker killed while idle must not fail the next phase."""
+    import multiprocessing
+    import signal
+
+    runner = runner_for("local", tmp_path, workers=2, max_retries=0)
+    try:
+        assert collect(runner, square_or_fail, [1, 2]) == {1: (1, None), 2: (4, None)}
+        idle = multiprocessing.active_children()
+        assert idle
+        os.kill(idle[0].pid, signal.SIGKILL)
+        time.sleep(0.5)
+        assert collect(runner, square_or_fail, [4, 5]) == {4: (16, None), 5: (25, None)}
+    finally:
+        runner.close()

@@ -74,17 +74,28 @@ class _RunTasks:
         self.size, self.max_tasks, self.max_retries = cfg.workers, cfg.max_tasks_per_worker, cfg.max_retries
 
     def run(self, index: int) -> None:
-        result, exc = None, None
-        for _ in range(self.max_retries + 1):
-            pool = _pool(self.size, self.max_tasks)
+        """A task whose process dies in the shared pool (maybe killed by a neighbour's crash) reruns in
+        a process of its own; only a death there, or an exception, uses up one of its attempts."""
+        result, exc, failures, alone = None, None, 0, False
+        while failures <= self.max_retries:
+            isolated = alone
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) if isolated \
+                else _pool(self.size, self.max_tasks)
             try:
                 result, exc = pool.submit(self.fn, self.items[index]).result(), None
                 break
-            except BrokenProcessPool as died:  # a task process died: a fresh pool for the next attempt
-                _replace_pool(self.size, self.max_tasks, pool)
+            except BrokenProcessPool as died:
                 exc = died
+                if isolated:
+                    failures += 1
+                else:
+                    _replace_pool(self.size, self.max_tasks, pool)
+                    alone = True
             except Exception as raised:  # noqa: BLE001 - recorded for the driver after the last attempt
-                exc = raised
+                exc, failures = raised, failures + 1
+            finally:
+                if isolated:
+                    pool.shutdown(wait=False)
         io.write_bytes_atomic(io.join(self.outcomes, f"{index}.pkl"), _outcome_bytes(result, exc))
 
 

@@ -54,18 +54,24 @@ class LocalRunner:
                                              max_tasks_per_child=self.cfg.max_tasks_per_worker)
         return self._pool
 
+    def _submit(self, fn, item):
+        try:
+            return self._pool_of_workers().submit(fn, item)
+        except BrokenProcessPool:  # a worker died while idle (e.g. between phases): start afresh
+            self.close()
+            return self._pool_of_workers().submit(fn, item)
+
     def _in_pool(self, fn, items):
         limit = self.cfg.max_in_flight or 2 * self.cfg.workers
         todo, suspects = deque(range(len(items))), deque()
         failures = [0] * len(items)
         running, alone = {}, set()
         while todo or suspects or running:
-            pool = self._pool_of_workers()
             # after a worker died, the tasks that were in flight run alone until each is cleared
             queue, room = (suspects, 1) if suspects or alone else (todo, limit)
             while queue and len(running) < room:
                 i = queue.popleft()
-                running[pool.submit(fn, items[i])] = i
+                running[self._submit(fn, items[i])] = i
                 if queue is suspects:
                     alone.add(i)
             done, _ = wait(running, return_when=FIRST_COMPLETED)
