@@ -35,21 +35,33 @@ stages:
 """
 
 
+def peak_rss(proc: subprocess.Popen) -> tuple[int, int]:
+    """Samples until `proc` ends: peak RSS of its largest process and of its whole tree, in bytes."""
+    root = psutil.Process(proc.pid)
+    peak_proc = peak_tree = 0
+    while proc.poll() is None:
+        rss = []
+        try:
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            procs = []
+        for child in procs:
+            try:
+                rss.append(child.memory_info().rss)
+            except psutil.Error:  # ended between the listing and the reading
+                pass
+        if rss:
+            peak_proc, peak_tree = max(peak_proc, max(rss)), max(peak_tree, sum(rss))
+        time.sleep(0.05)
+    return peak_proc, peak_tree
+
+
 def measure(cmd: list[str], env: dict | None = None) -> dict:
     """Runs cmd; returns wall seconds, peak RSS of the largest process and of the tree, stdout."""
     began = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, **(env or {})}, cwd=ROOT)
-    root = psutil.Process(proc.pid)
-    peak_proc = peak_tree = 0
-    while proc.poll() is None:
-        try:
-            rss = [p.memory_info().rss for p in [root, *root.children(recursive=True)]]
-        except psutil.Error:
-            rss = []
-        if rss:
-            peak_proc, peak_tree = max(peak_proc, max(rss)), max(peak_tree, sum(rss))
-        time.sleep(0.05)
+    peak_proc, peak_tree = peak_rss(proc)
     out = proc.stdout.read()
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}")

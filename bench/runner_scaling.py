@@ -35,7 +35,7 @@ from pathlib import Path
 
 import psutil
 
-from extract_filter import ROOT, WORK
+from extract_filter import ROOT, WORK, peak_rss
 
 sys.path.insert(0, str(ROOT))
 from pipelines import stats  # noqa: E402
@@ -128,22 +128,7 @@ def measure(cmd: list[str], log: Path) -> dict:
     began = time.perf_counter()
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=ROOT)
-        root = psutil.Process(proc.pid)
-        peak_proc = peak_tree = 0
-        while proc.poll() is None:
-            rss = []
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                procs = []
-            for p in procs:
-                try:
-                    rss.append(p.memory_info().rss)
-                except psutil.Error:  # ended between the listing and the reading
-                    pass
-            if rss:
-                peak_proc, peak_tree = max(peak_proc, max(rss)), max(peak_tree, sum(rss))
-            time.sleep(0.05)
+        peak_proc, peak_tree = peak_rss(proc)
     seconds = time.perf_counter() - began
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{log.read_text()[-3000:]}")

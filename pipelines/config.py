@@ -381,12 +381,12 @@ def _expand_against(cfg: ReleaseConfig, path: str) -> ReleaseConfig:
     """Globs in `dedup.against` become the finished earlier releases they match (those with a dedup
     index), never the release itself; a glob may match nothing (the first release of a series)."""
     dedup = cfg.stages.dedup
-    if dedup is None or not any(any(c in a for c in "*?[") for a in dedup.against):
+    if dedup is None or not any(map(is_glob, dedup.against)):
         return cfg
     own = _normalised(cfg.output)
     releases: list[str] = []
     for pattern in dedup.against:
-        if not any(c in pattern for c in "*?["):
+        if not is_glob(pattern):
             releases.append(pattern)
             continue
         indexes = expand_paths(pattern.rstrip("/") + "/dedup/_index.json")
@@ -552,10 +552,14 @@ def _exists(path: str) -> bool:
     return fs.exists(p)
 
 
+def is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
 def expand_paths(pattern: str, storage_options: dict | None = None) -> list[str]:
     """Sorted input files for a path or glob, local or fsspec URI (protocol kept)."""
     fs, _ = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
-    found = fs.glob(pattern) if any(c in pattern for c in "*?[") else ([pattern] if fs.exists(pattern) else [])
+    found = fs.glob(pattern) if is_glob(pattern) else ([pattern] if fs.exists(pattern) else [])
     found = [p for p in found if not fs.isdir(p)]
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     if protocol not in ("file", "local"):

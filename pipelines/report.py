@@ -10,7 +10,6 @@ import html
 from io import BytesIO
 
 import duckdb
-import fsspec
 
 from pipelines import io, stats
 
@@ -100,22 +99,9 @@ class ReleaseError(Exception):
     """A release that `diff` cannot read (no manifest, or one that is not JSON); the message names the path."""
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _register_filesystem(con, path: str) -> None:
-    """Lets DuckDB read `path` when it is an fsspec URI (s3://, memory://, ...), as `stats.connect` does."""
-    fs, _ = fsspec.core.url_to_fs(path)
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    if {"file", "local"} & set(protocols) or set(protocols) & set(con.list_filesystems()):
-        return
-    con.register_filesystem(fs)
-
-
 def _parquet(con, files: list[str], columns: dict[str, str]) -> str:
     """A SELECT over the Parquet files giving `columns` (name -> SQL type); NULL where no file has one."""
-    listing = ", ".join(_sql_str(f) for f in files)
+    listing = ", ".join(stats.sql_string(f) for f in files)
     source = f"read_parquet([{listing}], union_by_name=true)"
     present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     select = ", ".join(f"CAST({name if name in present else 'NULL'} AS {kind}) AS {name}"
@@ -123,7 +109,7 @@ def _parquet(con, files: list[str], columns: dict[str, str]) -> str:
     return f"SELECT {select} FROM {source}"
 
 
-_STAGE_RANK = "coalesce(list_position([" + ", ".join(_sql_str(s) for s in stats.STAGE_ORDER) + "], stage), 99)"
+_STAGE_RANK = "coalesce(list_position([" + ", ".join(stats.sql_string(s) for s in stats.STAGE_ORDER) + "], stage), 99)"
 
 
 def diff(a: str, b: str) -> dict:
@@ -145,9 +131,9 @@ def diff(a: str, b: str) -> dict:
         path = io.join(output, "manifest.json")
         if not io.exists(path):
             raise ReleaseError(f"{path}: no such file (is {output} a finished gristmill release?)")
-        _register_filesystem(con, path)
+        stats.register_filesystem(con, path)
         try:
-            con.execute(f"INSERT INTO manifest SELECT '{side}', json FROM read_json_objects({_sql_str(path)}, "
+            con.execute(f"INSERT INTO manifest SELECT '{side}', json FROM read_json_objects({stats.sql_string(path)}, "
                         f"format='unstructured', maximum_object_size={1 << 30})")
         except duckdb.Error as exc:
             raise ReleaseError(f"{path}: not a readable manifest: {exc}") from exc

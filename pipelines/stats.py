@@ -22,9 +22,7 @@ def stage_names(output: str) -> list[str]:
 def connect(output: str) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the release's views registered."""
     con = duckdb.connect()
-    fs, _ = fsspec.core.url_to_fs(output)
-    if "file" not in fs.protocol and "local" not in fs.protocol:
-        con.register_filesystem(fs)
+    register_filesystem(con, output)
     for name, pattern in [("rejects", "*/_rejects/*.parquet"), ("errors", "*/_errors/*.parquet"),
                           ("stats", "*/_stats/*.parquet")]:
         _view(con, name, io.glob(output, pattern))
@@ -41,9 +39,21 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def register_filesystem(con, path: str) -> None:
+    """Lets DuckDB read `path` when it is an fsspec URI (s3://, memory://, ...); once per protocol."""
+    fs, _ = fsspec.core.url_to_fs(path)
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if not {"file", "local"} & protocols and not protocols & set(con.list_filesystems()):
+        con.register_filesystem(fs)
+
+
+def sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _view(con, name: str, files: list[str]) -> None:
     if files:
-        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        listing = ", ".join(sql_string(f) for f in files)
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listing}], union_by_name=true)")
 
 
