@@ -1,4 +1,7 @@
-"""gristmill command line: run, validate, stats, report, diff, tokens, preselect, dataman."""
+"""gristmill command line: run, validate, stats, report, diff, tokens, preselect, dataman.
+
+Each command imports what it needs when it runs, so `gristmill --help` starts fast.
+"""
 
 import argparse
 import sys
@@ -70,10 +73,12 @@ def cmd_stats(args) -> int:
 
 
 def cmd_tokens_decompress(args) -> int:
-    from pipelines.tokenize_task import decompress_shards
+    from pipelines import io
+    from tokenize_stage import NAME
+    from tokenize_stage.megatron.manifest import decompress
 
-    restored = decompress_shards(args.output)
-    print(f"restored {len(restored)} shards from .bin.zst (sha256 checked against tokens/manifest.json)")
+    restored = decompress(io.join(args.output, NAME))
+    print(f"restored {len(restored)} shards from .bin.zst (sha256 checked against {NAME}/manifest.json)")
     return 0
 
 
@@ -118,7 +123,7 @@ def cmd_report(args) -> int:
 def cmd_diff(args) -> int:
     import json
 
-    from pipelines.report import ReleaseError, diff, format_diff
+    from pipelines.diff import ReleaseError, diff, format_diff
 
     try:
         d = diff(args.a, args.b)

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import Field, ValidationError
 
-from pipelines.config import ConfigError, SourceConfig
-from pipelines.preselect_train import sample_texts
+from pipelines.config import load_yaml
+from pipelines.readers import SourceConfig
+from pipelines.sample import sample_texts
 from scorers._config import StrictModel
 from scorers.dataman.students import train_students
 from scorers.dataman.teacher import Teacher, TeacherConfig
@@ -34,12 +35,7 @@ class DatamanSpec(StrictModel):
 
 
 def load_spec(path: str) -> DatamanSpec:
-    try:
-        return DatamanSpec.model_validate(yaml.safe_load(Path(path).read_text()))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found") from None
-    except ValidationError as exc:
-        raise ConfigError("\n".join(f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    return load_yaml(path, DatamanSpec)
 
 
 def build(spec: DatamanSpec) -> dict:

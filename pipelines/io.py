@@ -11,6 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def sha256_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
@@ -109,6 +113,11 @@ def read_table(path: str) -> pa.Table:
         return pq.read_table(fh)
 
 
+def read_schema(path: str) -> pa.Schema:
+    with fsspec.open(path, "rb") as fh:
+        return pq.read_schema(fh)
+
+
 def read_json(path: str):
     with fsspec.open(path, "rt") as fh:
         return json.load(fh)
@@ -153,3 +162,20 @@ def glob(root: str, pattern: str) -> list[str]:
     found = sorted(fs.glob(join(base, pattern)))
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
     return found if {"file", "local"} & set(protocols) else [fs.unstrip_protocol(f) for f in found]
+
+
+def is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def expand_paths(pattern: str, storage_options: dict | None = None) -> list[str]:
+    """Sorted input files for a path or glob, local or fsspec URI (protocol kept)."""
+    fs, _ = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
+    found = fs.glob(pattern) if is_glob(pattern) else ([pattern] if fs.exists(pattern) else [])
+    found = [p for p in found if not fs.isdir(p)]
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol not in ("file", "local"):
+        found = [p if "://" in p else f"{protocol}://{p}" for p in found]
+    elif not os.path.isabs(pattern):  # keep relative inputs relative: outputs must not depend on the clone's path
+        found = [os.path.relpath(p) for p in found]
+    return sorted(found)

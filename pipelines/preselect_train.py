@@ -19,9 +19,9 @@ import numpy as np
 import yaml
 from pydantic import Field, ValidationError
 
-from pipelines.config import ConfigError, ExtractConfig, SourceConfig, expand_paths
-from pipelines.readers import read_shard
-from pipelines.stages import extract
+from pipelines.config import load_yaml
+from pipelines.readers import SourceConfig
+from pipelines.sample import sample_texts
 from scorers import fasttext_model, langid, preselect
 from scorers._config import StrictModel
 from scorers.ngram_lm import ByteNgramLM
@@ -55,24 +55,7 @@ class TrainSpec(StrictModel):
 
 
 def load_spec(path: str) -> TrainSpec:
-    try:
-        return TrainSpec.model_validate(yaml.safe_load(Path(path).read_text()))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found") from None
-    except ValidationError as exc:
-        raise ConfigError("\n".join(f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
-
-
-def sample_texts(source: SourceConfig, max_docs: int) -> list[tuple[str, str]]:
-    docs = []
-    for pattern in source.paths:
-        for path in expand_paths(pattern, source.storage_options):
-            records = read_shard(source, path, [])
-            if source.format == "warc":
-                records = extract.run(list(records), ExtractConfig()).docs
-            docs += [(d["id"], d["text"]) for d in records if d.get("text") and d["text"].strip()]
-    docs.sort(key=lambda d: hashlib.sha1(d[0].encode()).hexdigest())  # a seeded-by-content order
-    return docs[:max_docs]
+    return load_yaml(path, TrainSpec)
 
 
 def _losses(models: list[LMSpec], reference: list[str], texts: list[str]) -> np.ndarray:

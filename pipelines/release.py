@@ -1,25 +1,28 @@
-"""Building a release: plan shard-tasks from the config, run them on a runner, write the manifest."""
+"""Building a release: plan the tasks from the config, run them phase by phase on a runner, write the manifest.
+
+The per-document stages run as one task per input shard (the `documents` phase); every stage with
+global work adds its phases after it (maps, shuffles through storage, reduces), in registry order.
+"""
 
 import datetime as dt
 import os
-import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import fsspec
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pipelines import __version__, io, stats
-from pipelines.config import ReleaseConfig, TokenizeConfig, expand_paths
+from pipelines.config import ReleaseConfig
+from pipelines.io import expand_paths
+from pipelines.phase import Envelope
+from pipelines.readers import HTML_FORMATS, MAX_PAYLOAD_BYTES
+from pipelines.registry import STAGES
 from pipelines.runners import combined, make_runner
-from pipelines.config import sha256_json
-from pipelines.dedup.tasks import DedupApplyTask, DedupGlobalTask, DedupMapTask, run_apply, run_cluster, run_map, run_reduce
-from pipelines.mixture.tasks import phases as mixture_phases
-from pipelines.shard_task import ShardTask, last_stage, run_shard_task
-from pipelines.tokenize_task import TokenizeTask, run_tokenize_task, write_tokens_manifest
-from pipelines.stages import STAGES
+from pipelines.shard_task import ShardTask
+from pipelines.stage import Phase, PhaseContext, Upstream
+
+DOCUMENTS = "documents"  # the per-document phase
 
 
 class ShardFailures(RuntimeError):
@@ -32,45 +35,42 @@ def plan(cfg: ReleaseConfig) -> list[ShardTask]:
     for src in cfg.sources:
         fs, _ = fsspec.core.url_to_fs(src.paths[0], **src.storage_options)
         files = sorted({f for pattern in src.paths for f in expand_paths(pattern, src.storage_options)})
-        chain = tuple(
-            (name, getattr(cfg.stages, name))
-            for name in cfg.stages.enabled()
-            if name in STAGES and STAGES[name].applies_to(src.format)
-        )
+        chain = tuple((stage, getattr(cfg.stages, stage.name)) for stage in STAGES
+                      if stage.per_document and getattr(cfg.stages, stage.name) is not None
+                      and (not stage.reads_html or src.format in HTML_FORMATS))
+        # the HTML stage's payload limit: the reader keeps no more of a payload than it would parse
+        payload = next((c.max_payload_bytes for s, c in chain if s.reads_html), MAX_PAYLOAD_BYTES)
         for path in files:
             tasks.append(ShardTask(part=f"part-{len(tasks):05d}", source=src, input_file=path,
-                                   input_size=fs.size(path), chain=chain, output=cfg.output))
+                                   input_size=fs.size(path), chain=chain, output=cfg.output,
+                                   max_payload_bytes=payload))
     return tasks
 
 
-@dataclass(frozen=True)
-class Timed:
-    """A phase's task function, run where the runner puts it; the timing and place go to the run log."""
-
-    fn: Callable[[object], dict]
-
-    @property
-    def name(self) -> str:  # Ray shows it as the worker's process title (ray::run_shard_task)
-        return self.fn.__name__
-
-    def __call__(self, task) -> tuple[dict, dict]:
-        began = time.time()
-        result = self.fn(task)
-        return result, {"host": socket.gethostname(), "pid": os.getpid(), "started": round(began, 3),
-                        "seconds": round(time.time() - began, 3)}
+def phases(cfg: ReleaseConfig, shards: list[ShardTask]) -> list[Phase]:
+    """The documents phase, then each configured global stage's phases, in pipeline order."""
+    with_stages = [t for t in shards if t.chain]
+    out = [Phase(DOCUMENTS, tuple(sorted({stage.name for t in with_stages for stage, _ in t.chain})), with_stages)]
+    # what the next phase reads, per part: the last stage's folder (None: the input file) and fingerprint
+    ctx = PhaseContext(cfg, shards, {t.part: Upstream(t.chain[-1][0].name if t.chain else None, t.fingerprint())
+                                     for t in shards})
+    for stage in STAGES:
+        if stage.phases is not None and getattr(cfg.stages, stage.name) is not None:
+            out += stage.phases(ctx)
+    return out
 
 
-def _run_phase(runner, fn, tasks: list, desc: str, progress: bool, resources=None) -> tuple[list[dict], list[dict]]:
+def _run_phase(runner, phase: Phase, release: str, resources, progress: bool) -> tuple[list[dict], list[dict]]:
     reports, failures = [], []
+    desc = f"{release}: {phase.name}"
     kept = 0
-    with tqdm(total=len(tasks), desc=desc, unit="shard", disable=not progress) as bar:
-        for task, outcome, exc in runner.map_unordered(Timed(fn), tasks, resources):
+    with tqdm(total=len(phase.tasks), desc=desc, unit="shard", disable=not progress) as bar:
+        for task, report, exc in runner.map_unordered(Envelope(phase.name.replace(" ", "_")), phase.tasks, resources):
             if exc is not None:
                 failures.append({"phase": desc, "part": task.part, "input_file": task.input_file,
                                  "error": f"{type(exc).__name__}: {exc}"})
             else:
-                report, timing = outcome
-                reports.append({**report, "phase": desc, **timing})
+                reports.append({**report, "phase": desc})
                 last = list(report["stages"].values())[-1] if report["stages"] else {}
                 kept += last.get("docs_out", 0)
             bar.update(1)
@@ -78,71 +78,40 @@ def _run_phase(runner, fn, tasks: list, desc: str, progress: bool, resources=Non
     return reports, failures
 
 
-PHASE_STAGE = {"dedup": "dedup", "mixture": "mixture", "tokens": "tokenize"}  # first word of a phase name
-
-
-def _later_phases(cfg: ReleaseConfig, tasks: list[ShardTask], upstream: dict):
-    """Phases after the per-document stages, each a callable returning (name, task fn, tasks), built
-    lazily because a phase's fingerprints depend on the phase before it."""
-    dedup, mixture, tokenize = cfg.stages.dedup, cfg.stages.mixture, cfg.stages.tokenize
-    if dedup is not None:
-        maps = [DedupMapTask(t, dedup) for t in tasks]
-        global_fp = sha256_json({"maps": [m.fingerprint() for m in maps], "against": dedup.against})
-        yield lambda: ("dedup map", run_map, maps)
-        yield lambda: ("dedup reduce", run_reduce,
-                       [DedupGlobalTask(cfg.output, dedup, global_fp, b) for b in range(dedup.buckets)])
-        yield lambda: ("dedup cluster", run_cluster, [DedupGlobalTask(cfg.output, dedup, global_fp)])
-        yield lambda: ("dedup", run_apply, [DedupApplyTask(t, dedup, global_fp) for t in tasks])
-        upstream.update({t.part: ("dedup", global_fp) for t in tasks})
-    if mixture is not None:
-        tokenizer = tokenize.tokenizer if tokenize is not None else TokenizeConfig().tokenizer
-        for phase in mixture_phases(cfg.output, mixture, tokenizer, tasks, upstream):
-            yield lambda phase=phase: phase
-    if tokenize is not None:
-        yield lambda: ("tokens", run_tokenize_task,
-                       [TokenizeTask(t, tokenize, *upstream[t.part]) for t in tasks])
-
-
-def _run_phases(cfg: ReleaseConfig, runner, tasks: list[ShardTask], progress: bool) -> tuple[list, list]:
-    """The per-document phase, then each later phase in turn; stops after a phase with failures."""
-    per_doc = [t for t in tasks if t.chain]
-    doc_stages = {name for t in per_doc for name, _ in t.chain}
-    reports, failures = _run_phase(runner, run_shard_task, per_doc, f"{cfg.release}: documents", progress,
-                                   combined([cfg.runner.resources.get(s) for s in sorted(doc_stages)]))
-    # what the next phase reads, per part: (stage folder or None for the source, its fingerprint)
-    upstream = {t.part: (last_stage(t), t.fingerprint(len(t.chain) - 1)) for t in tasks}
-    for phase in _later_phases(cfg, tasks, upstream):
+def _run_phases(cfg: ReleaseConfig, runner, shards: list[ShardTask], progress: bool) -> tuple[list, list]:
+    """Each phase in turn; stops after a phase with failures."""
+    reports, failures = [], []
+    for phase in phases(cfg, shards):
+        resources = combined([cfg.runner.resources.get(name) for name in phase.stages])
+        phase_reports, failures = _run_phase(runner, phase, cfg.release, resources, progress)
+        reports += phase_reports
         if failures:
             break
-        name, fn, phase_tasks = phase()
-        resources = cfg.runner.resources.get(PHASE_STAGE[name.split()[0]])
-        phase_reports, failures = _run_phase(runner, fn, phase_tasks, f"{cfg.release}: {name}", progress, resources)
-        reports += phase_reports
+        if phase.after is not None:
+            phase.after()
     return reports, failures
 
 
 def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
-    """Runs every task not already done, phase by phase, then writes the manifests. Returns the run log.
+    """Runs every task not already done, phase by phase, then writes the manifest. Returns the run log.
 
-    The per-document stages run as one task per input shard; dedup, mixture and tokenize follow as
-    phases of their own (maps, shuffles through storage, reduces). Raises ShardFailures, after
-    keeping everything that completed, when some task failed every attempt.
+    Raises ShardFailures, after keeping everything that completed, when some task failed every attempt.
     """
     if "://" not in cfg.output and not os.path.isabs(cfg.output):  # a worker's directory may differ (Ray working_dir)
         cfg = cfg.model_copy(update={"output": os.path.abspath(cfg.output)})
-    tasks = plan(cfg)
+    shards = plan(cfg)
     runner = make_runner(cfg.runner, scratch=io.join(cfg.output, "_logs"))
     runner.start()  # connects to the engine and checks the resources asked for, before any work
     io.remove_temporaries(cfg.output)  # one run writes a release at a time: leftovers are from a crash
     began = time.time()
     try:
-        reports, failures = _run_phases(cfg, runner, tasks, progress)
+        reports, failures = _run_phases(cfg, runner, shards, progress)
     finally:
         runner.close()
     log = {
         "release": cfg.release, "runner": cfg.runner.model_dump(mode="json"),
         "started": dt.datetime.fromtimestamp(began, dt.timezone.utc).isoformat(),
-        "seconds": round(time.time() - began, 3), "shards": len(tasks),
+        "seconds": round(time.time() - began, 3), "shards": len(shards),
         "skipped": sum(r["skipped"] for r in reports), "tasks": len(reports) + len(failures),
         "failures": failures, "reports": sorted(reports, key=lambda r: r["part"]),
     }
@@ -151,14 +120,12 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
     io.remove_temporaries(cfg.output)  # every task has ended: half-written files of killed attempts go
     if failures:
         names = ", ".join(f"{f['part']} ({f['input_file']}): {f['error']}" for f in failures)
-        raise ShardFailures(f"{len(failures)} of {len(tasks)} shards failed; the rest are complete. {names}")
-    if cfg.stages.tokenize is not None:
-        write_tokens_manifest(cfg.output, cfg.stages.tokenize, [t.part for t in tasks])
-    write_manifest(cfg, tasks)
+        raise ShardFailures(f"{len(failures)} of {len(shards)} shards failed; the rest are complete. {names}")
+    write_manifest(cfg, shards)
     return log
 
 
-def write_manifest(cfg: ReleaseConfig, tasks: list[ShardTask]) -> dict:
+def write_manifest(cfg: ReleaseConfig, shards: list[ShardTask]) -> dict:
     """Resolved config and its hash, inputs, and every output file with sha256 and row count.
 
     Nothing here depends on the runner, the worker count or the clock, so reruns give the same bytes.
@@ -181,7 +148,7 @@ def write_manifest(cfg: ReleaseConfig, tasks: list[ShardTask]) -> dict:
         "config": cfg.model_dump(mode="json", exclude={"runner", "output"}),
         "config_sha256": cfg.content_hash(),
         "inputs": [{"part": t.part, "source": t.source.name, "path": t.input_file, "bytes": t.input_size}
-                   for t in tasks],
+                   for t in shards],
         "counts": {"stages": funnel["stages"], "records_read": funnel["records_read"],
                    "upsampled": funnel["upsampled"], "kept": funnel["kept"],
                    "adds_up": funnel["adds_up"]},

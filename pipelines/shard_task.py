@@ -1,22 +1,22 @@
-"""One shard-task: read one input file and run the per-document stages over it.
+"""The per-document task of one input shard: read the input file and run the per-document stages over it.
 
 Each stage writes its documents, rejects, errors and stats for the shard, then a completion
 marker `OUT/<stage>/_SUCCESS.<part>` holding a fingerprint of the input and of the configs of
 this stage and those before it. A rerun resumes after the last stage whose marker matches (so
 changing only the filter config reuses the extract output), whatever the number of workers.
+The later phases' tasks are bound to a shard too (`OfShard`) and read its documents with `Documents`.
 """
 
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
 from pipelines import io
-from pipelines.config import ExtractConfig, SourceConfig, sha256_json
-from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, doc_schema, error
-from pipelines.readers import read_shard
-from pipelines.stages import STAGES
+from pipelines.documents import ERROR_SCHEMA, STATS_SCHEMA, doc_schema, error
+from pipelines.phase import ShardOutputs, fingerprint_data, stats_rows
+from pipelines.readers import MAX_PAYLOAD_BYTES, SourceConfig, read_shard
+from pipelines.stage import Stage
 
 MARKER_VERSION = 1
 BATCH_DOCS = 256  # documents per batch through the stages (raw HTML is held for one batch only)
@@ -28,23 +28,35 @@ class ShardTask:
     source: SourceConfig
     input_file: str
     input_size: int
-    chain: tuple[tuple[str, object], ...]  # (stage name, stage config) in order
+    chain: tuple[tuple[Stage, object], ...]  # the per-document stages that apply, with their configs, in order
     output: str
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES  # the reader keeps no more of a payload (the HTML stage's limit)
 
-    def fingerprint(self, upto: int) -> str:
-        return sha256_json({
+    def fingerprint_upto(self, i: int) -> str:
+        """Of the input and the configs of stages 0..i (i = -1: the input alone)."""
+        return io.sha256_json({
             "version": MARKER_VERSION,
             "input": [self.input_file, self.input_size],
             "source": self.source.model_dump(mode="json", exclude={"storage_options"}),
-            "chain": [[name, cfg.model_dump(mode="json")] for name, cfg in self.chain[: upto + 1]],
+            "chain": [[stage.name, fingerprint_data(cfg)] for stage, cfg in self.chain[: i + 1]],
         })
+
+    def fingerprint(self) -> str:
+        return self.fingerprint_upto(len(self.chain) - 1)
+
+    @property
+    def marker(self) -> str:
+        return self.stage_marker(len(self.chain) - 1)
+
+    def stage_marker(self, i: int) -> str:
+        return io.join(self.output, self.chain[i][0].name, f"_SUCCESS.{self.part}")
 
     def path(self, stage: str, kind: str = "") -> str:
         folder = io.join(self.output, stage, kind) if kind else io.join(self.output, stage)
         return io.join(folder, f"{self.part}.parquet")
 
-    def marker(self, stage: str) -> str:
-        return io.join(self.output, stage, f"_SUCCESS.{self.part}")
+    def run(self) -> dict:
+        return run_chain(self)
 
 
 class OfShard:
@@ -61,102 +73,83 @@ class OfShard:
         return self.shard.input_file
 
 
-def _done(task: ShardTask, i: int) -> bool:
-    return io.marker_matches(task.marker(task.chain[i][0]), task.fingerprint(i))
+class Documents:
+    """The documents a task reads for one part: the output of stage `upstream`, or the input file
+    itself. The first phase to read an input file records the reader's errors and counts in
+    OUT/read/ (`record`); `close()` writes them once every record was read."""
+
+    def __init__(self, shard: ShardTask, upstream: str | None, record: bool = False):
+        self.shard, self.upstream, self.record = shard, upstream, record and upstream is None
+        self.read_errors: list[dict] = []
+        self.count = 0
+
+    def __iter__(self) -> Iterator[dict]:
+        docs = io.iter_rows(self.shard.path(self.upstream)) if self.upstream else self._read()
+        for doc in docs:
+            self.count += 1
+            yield doc
+
+    def batches(self) -> Iterator[list[dict]]:
+        it = iter(self)
+        while batch := list(islice(it, BATCH_DOCS)):
+            yield batch
+
+    def schema(self):
+        """The Parquet schema of the documents (the upstream stage's, or the reader's)."""
+        return io.read_schema(self.shard.path(self.upstream)) if self.upstream else doc_schema([])
+
+    def _read(self) -> Iterator[dict]:
+        shard = self.shard
+        try:
+            yield from read_shard(shard.source, shard.input_file, self.read_errors, shard.max_payload_bytes)
+        except Exception as exc:  # noqa: BLE001 - report the file, keep the records already read
+            self.read_errors.append(error("read", shard.source.name, shard.input_file, None, type(exc).__name__,
+                                          f"reader stopped: {exc}"))
+
+    def close(self) -> None:
+        """The reader's errors and counts get a `read` folder of their own (the reader is fused into the
+        first phase that reads the file)."""
+        if not self.record:
+            return
+        shard = self.shard
+        io.write_table_atomic(shard.path("read", "_errors"), self.read_errors, ERROR_SCHEMA)
+        metrics = {"docs_in": self.count + len(self.read_errors), "docs_out": self.count, "rejected": 0,
+                   "errors": len(self.read_errors), "input_bytes": shard.input_size}
+        io.write_table_atomic(shard.path("read", "_stats"),
+                              stats_rows("read", shard.part, shard.source.name, shard.input_file, metrics),
+                              STATS_SCHEMA)
 
 
-def _safe_reader(task: ShardTask, errors: list[dict], max_payload: int) -> Iterator[dict]:
-    try:
-        yield from read_shard(task.source, task.input_file, errors, max_payload)
-    except Exception as exc:  # noqa: BLE001 - report the file, keep the records already read
-        errors.append(error("read", task.source.name, task.input_file, None, type(exc).__name__,
-                            f"reader stopped: {exc}"))
-
-
-def input_docs(task: ShardTask, stage: str | None, read_errors: list[dict]) -> Iterable[dict]:
-    """Rows of `stage`'s output for this part, or the reader's records (for a phase with nothing before it)."""
-    if stage is not None:
-        return io.iter_rows(task.path(stage))
-    return _safe_reader(task, read_errors, ExtractConfig().max_payload_bytes)
-
-
-def last_stage(task: ShardTask) -> str | None:
-    return task.chain[-1][0] if task.chain else None
-
-
-def _stats_rows(task: ShardTask, stage: str, metrics: dict[str, float]) -> list[dict]:
-    base = ["docs_in", "docs_out", "rejected", "errors"]
-    order = [k for k in base if k in metrics] + sorted(k for k in metrics if k not in base)
-    return [
-        {"stage": stage, "part": task.part, "source": task.source.name, "input_file": task.input_file,
-         "metric": k, "value": float(metrics[k])}
-        for k in order
-    ]
-
-
-def run_shard_task(task: ShardTask) -> dict:
-    """Runs the stages not yet done for this shard; returns a small report (counts and seconds).
+def run_chain(task: ShardTask) -> dict:
+    """Runs the stages not yet done for this shard; returns their counts and seconds.
 
     Documents stream through the stages in batches of BATCH_DOCS, and every output is written as
     it goes, so a worker's memory is bounded by a batch, not by the size of the input file.
     """
-    names = [name for name, _ in task.chain]
-    start = next((i + 1 for i in reversed(range(len(names))) if _done(task, i)), 0)
-    report = {"part": task.part, "input_file": task.input_file, "skipped": start == len(names), "stages": {}}
-    if report["skipped"]:
-        return report
-
-    read_errors: list[dict] = []
-    if start == 0:
-        extract_cfg = dict(task.chain).get("extract") or ExtractConfig()
-        docs: Iterable[dict] = _safe_reader(task, read_errors, extract_cfg.max_payload_bytes)
-    else:
-        docs = io.iter_rows(task.path(names[start - 1]))
-
+    start = next((i + 1 for i in reversed(range(len(task.chain)))
+                  if io.marker_matches(task.stage_marker(i), task.fingerprint_upto(i))), 0)
+    docs = Documents(task, task.chain[start - 1][0].name if start else None, record=True)
     todo = task.chain[start:]
-    added = [f for name in names[:start] for f in STAGES[name].ADDED_COLUMNS]
-    sinks, totals, seconds = {}, {}, {}
-    for name, _ in todo:
-        added = added + STAGES[name].ADDED_COLUMNS
-        sinks[name] = (io.ParquetSink(task.path(name), doc_schema(added)),
-                       io.ParquetSink(task.path(name, "_rejects"), REJECT_SCHEMA),
-                       io.ParquetSink(task.path(name, "_errors"), ERROR_SCHEMA))
-        totals[name], seconds[name] = Counter(), 0.0
-
-    docs_read = 0
-    for batch in _batches(docs, BATCH_DOCS):
-        docs_read += len(batch)
-        for name, cfg in todo:
+    added = [c for stage, _ in task.chain[:start] for c in stage.columns]
+    outputs = {}
+    for stage, _ in todo:
+        added = added + list(stage.columns)
+        outputs[stage.name] = ShardOutputs(task, stage.name, doc_schema(added))
+    seconds = dict.fromkeys(outputs, 0.0)
+    for batch in docs.batches():
+        for stage, cfg in todo:
             began = time.perf_counter()
-            result = STAGES[name].run(batch, cfg)
-            seconds[name] += time.perf_counter() - began
-            for sink, rows in zip(sinks[name], (result.docs, result.rejects, result.errors)):
-                sink.write(rows)
-            totals[name].update({"docs_in": len(batch), "docs_out": len(result.docs),
-                                 "rejected": len(result.rejects), "errors": len(result.errors), **result.metrics})
+            result = stage.run(batch, cfg)
+            seconds[stage.name] += time.perf_counter() - began
+            out = outputs[stage.name]
+            out.write(result.docs, result.rejects, result.errors)
+            out.counts.update({"docs_in": len(batch), **result.metrics})
             batch = result.docs
-
-    if start == 0:
-        _write_read_outputs(task, docs_read, read_errors)
-    for i, (name, _) in enumerate(todo, start):
-        for sink in sinks[name]:
-            sink.commit()
-        metrics = {"docs_in": 0, "docs_out": 0, "rejected": 0, "errors": 0, **totals[name]}
-        io.write_table_atomic(task.path(name, "_stats"), _stats_rows(task, name, metrics), STATS_SCHEMA)
-        io.write_marker(task.marker(name), task.fingerprint(i), input_file=task.input_file)
-        report["stages"][name] = {**metrics, "seconds": round(seconds[name], 3)}
+    docs.close()
+    report = {}
+    for i, (stage, _) in enumerate(todo, start):
+        metrics = outputs[stage.name].commit()
+        if i < len(task.chain) - 1:  # the last stage's marker is the task's own, written by run_task
+            io.write_marker(task.stage_marker(i), task.fingerprint_upto(i), input_file=task.input_file)
+        report[stage.name] = {**metrics, "seconds": round(seconds[stage.name], 3)}
     return report
-
-
-def _batches(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    it = iter(docs)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
-def _write_read_outputs(task: ShardTask, docs_read: int, read_errors: list[dict]) -> None:
-    """The reader is fused into the first stage; its errors and counts get a `read` folder of their own."""
-    io.write_table_atomic(task.path("read", "_errors"), read_errors, ERROR_SCHEMA)
-    metrics = {"docs_in": docs_read + len(read_errors), "docs_out": docs_read, "rejected": 0,
-               "errors": len(read_errors), "input_bytes": task.input_size}
-    io.write_table_atomic(task.path("read", "_stats"), _stats_rows(task, "read", metrics), STATS_SCHEMA)

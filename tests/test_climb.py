@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from pipelines import stats
-from pipelines.config import ClimbConfig, ConfigError, ProxyConfig, SearchConfig, SourceConfig, load_config
+from pipelines.config import ConfigError, load_config
+from pipelines.mixture.config import ClimbConfig, ProxyConfig, SearchConfig
+from pipelines.readers import SourceConfig
 from pipelines.mixture import climb
 from pipelines.mixture.proxy import CommandProxy
 from pipelines.release import run_release

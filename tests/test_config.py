@@ -33,7 +33,7 @@ def good(tmp_path):
 def test_sample_config_validates(sample_preselect_model, monkeypatch):
     monkeypatch.chdir(ROOT)
     cfg = load_config(str(ROOT / "configs/releases/sample.yaml"))
-    assert cfg.stages.enabled() == ["extract", "filter", "score", "dedup", "mixture", "tokenize"]
+    assert cfg.stages.enabled() == ["extract", "filter", "score", "select", "dedup", "mixture", "tokenize"]
     assert cfg.stages.filter.gopher_quality.min_doc_words == 50  # published default filled in
 
 
@@ -61,6 +61,12 @@ def test_bad_keys_are_named(tmp_path, edit, key, reason):
         load_config(cfg_file(tmp_path, text))
     message = str(exc.value)
     assert "release.yaml" in message and key in message and reason in message
+
+
+def test_old_score_select_names_the_new_key(tmp_path):
+    text = good(tmp_path) + "  score: {select: [{column: language_score, min: 0.5}]}\n"
+    with pytest.raises(ConfigError, match=r"stages\.score\.select: .*moved to `stages\.select`"):
+        load_config(cfg_file(tmp_path, text))
 
 
 def test_missing_input_is_named(tmp_path):
@@ -160,8 +166,8 @@ def test_environment_variables_are_interpolated(tmp_path, monkeypatch):
 
 def test_against_globs_find_earlier_releases_only(tmp_path):
     """`against: [root/web-*]` names the finished releases it matches, never the release being built."""
+    from pipelines.dedup.config import DedupConfig
     from pipelines.dedup.index import index_params
-    from pipelines.config import DedupConfig
 
     params = {"params": index_params(DedupConfig())}
     for name in ("web-1", "web-2", "web-3"):

@@ -60,12 +60,12 @@ stages:
   extract: {{}}
   score:
     dataman: {{models: {folder}}}
-    select: [{{column: domain, values: [coding, technology]}}, {{column: dataman_overall, min: 3}}]
+  select: [{{column: domain, values: [coding, technology]}}, {{column: dataman_overall, min: 3}}]
 """)
     cfg = load_config(str(config))
     run_release(cfg, progress=False)
     con = stats.connect(cfg.output)
-    kept = con.execute("SELECT domain, dataman_overall, count(*) FROM docs_score GROUP BY ALL").fetchall()
+    kept = con.execute("SELECT domain, dataman_overall, count(*) FROM docs_select GROUP BY ALL").fetchall()
     assert kept and all(d in ("coding", "technology") and o >= 3 for d, o, _ in kept)
     reasons = dict(con.execute("SELECT reason, count(*) FROM rejects GROUP BY 1").fetchall())
     assert reasons.get("select.domain", 0) > 50  # the copyright pages

@@ -46,7 +46,7 @@ def test_sample_release_is_identical_on_every_engine(ray_cluster, sample_presele
         log = run_release(cfg, progress=False)
         assert log["failures"] == []
         trees[kind] = tree(tmp_path / kind)
-    assert "tokens/manifest.json" in trees["local"] and "mixture/mixture.json" in trees["local"]
+    assert "tokenize/manifest.json" in trees["local"] and "mixture/mixture.json" in trees["local"]
     assert trees["ray"] == trees["local"]
     assert trees["beam"] == trees["local"]
 
@@ -108,7 +108,7 @@ def test_ray_worker_killed_mid_task_is_retried(ray_cluster, four_shards, tmp_pat
     def kill_first_shard_task():  # Ray titles a worker process by the task it is running
         while not stop.is_set() and not killed:
             for proc in psutil.process_iter(["cmdline"]):
-                if (proc.info["cmdline"] or [""])[0].startswith("ray::run_shard_task"):
+                if (proc.info["cmdline"] or [""])[0].startswith("ray::documents"):
                     proc.send_signal(signal.SIGKILL)
                     killed.append(proc.pid)
                     return

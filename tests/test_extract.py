@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from pipelines.config import ExtractConfig
+from pipelines.stages.extract import ExtractConfig
 from pipelines.stages import extract
 from pipelines.stages.charset import decode_html
 from pipelines.stages.limits import DocumentTimeout, time_limit

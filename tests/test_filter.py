@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipelines.config import FilterConfig
 from pipelines.stages import filter as filter_stage
+from pipelines.stages.filter import FilterConfig
 from scorers import langid, pii
 from scorers.heuristics import c4, fineweb, gopher, url_blocklist
 from tests.warc_factory import PROSE

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines import stats
-from pipelines.config import ConfigError, MixtureConfig, load_config
+from pipelines.config import ConfigError, load_config
+from pipelines.mixture.config import MixtureConfig
 from pipelines.mixture import sampling
 from pipelines.mixture.tasks import FEATURE_SCHEMA, plan
 from pipelines.release import run_release

@@ -8,8 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipelines.config import SourceConfig
-from pipelines.readers import read_shard
+from pipelines.readers import SourceConfig, read_shard
 from tests import warc_factory as wf
 from tests.conftest import SAMPLE
 

@@ -150,7 +150,7 @@ def test_bytes_do_not_depend_on_batching_or_resume_point(tmp_path, monkeypatch):
     run_release(resumed, progress=False)
     out = Path(resumed.output)
     for path in [*out.glob("filter/*"), *out.glob("filter/_*/*"), *out.glob("dedup/**/*"), *out.glob("mixture/**/*"),
-                 *out.glob("tokens/**/*"),
+                 *out.glob("tokenize/**/*"),
                  out / "manifest.json"]:
         if path.is_file():
             path.unlink()

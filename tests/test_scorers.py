@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipelines import stats
-from pipelines.config import load_config
+from pipelines.config import ConfigError, load_config
 from pipelines.release import run_release
 from scorers import fasttext_model, preselect
 from scorers.ngram_lm import ByteNgramLM
@@ -127,18 +127,24 @@ sources: [{{name: docs, paths: ["{data}"], format: jsonl}}]
 stages:
   score:
     preselect: {{model: {sample_preselect_model}}}
-    select: [{{column: preselect_score, min: 0.0, max: 2.0}}, {{column: language_score, min: 0.5}}]
+  select: [{{column: preselect_score, min: 0.0, max: 2.0}}, {{column: language_score, min: 0.5}}]
 """)
+    with pytest.raises(ConfigError, match=r"stages\.select\[1\]\.column: language_score is not produced"):
+        load_config(str(config))  # no filter: nothing fills language_score
+
+    config.write_text(config.read_text().replace("{column: language_score, min: 0.5}",
+                                                 "{column: preselect_score, min: 1.5}"))
     cfg = load_config(str(config))
     run_release(cfg, progress=False)
     con = stats.connect(cfg.output)
-    assert con.execute("SELECT count(*) FROM docs_score").fetchone()[0] == 0  # no language_score without filter
+    assert con.execute("SELECT count(*) FROM docs_select").fetchone()[0] == 0  # no score reaches 1.5
+    assert con.execute("SELECT count(*) FROM docs_score").fetchone()[0] == 4  # scoring never removes
     rows = con.execute("SELECT reason FROM rejects ORDER BY id").fetchall()
-    assert rows == [("select.language_score",)] * 4
+    assert rows == [("select.preselect_score",)] * 4
     assert stats.funnel(cfg.output)["adds_up"]
 
-    # without the language rule everything is scored; German (unseen in training) is flagged, not dropped
-    config.write_text(config.read_text().replace(", {column: language_score, min: 0.5}", "").replace("/out", "/out2"))
+    # without that rule everything is kept; German (unseen in training) is flagged, not dropped
+    config.write_text(config.read_text().replace(", {column: preselect_score, min: 1.5}", "").replace("/out", "/out2"))
     cfg = load_config(str(config))
     run_release(cfg, progress=False)
     flags = dict(stats.connect(cfg.output).execute("SELECT id, score_flag FROM docs_score").fetchall())
@@ -163,6 +169,6 @@ stages: {{score: {{preselect: {{model: {model}}}}}}}
             load_config(str(config))
     config.write_text(config.read_text().replace(
         f"{{preselect: {{model: {bad}}}}}",
-        f"{{preselect: {{model: {sample_preselect_model}}}, select: [{{column: preselect_score, top_fraction: 0.42}}]}}"))
+        f"{{preselect: {{model: {sample_preselect_model}}}}}, select: [{{column: preselect_score, top_fraction: 0.42}}]"))
     with pytest.raises(ConfigError, match=r"select\[0\]\.top_fraction: .*no threshold recorded"):
         load_config(str(config))

@@ -12,9 +12,8 @@ from pipelines import stats
 from pipelines.config import ConfigError, load_config
 from pipelines.release import run_release
 from tests.conftest import SAMPLE
-from tokenize_stage.megatron import MegatronIndex
 from tokenize_stage.packing import pack
-from tokenize_stage.reader import PackedSamples
+from tokenize_stage.megatron.reader import MegatronIndex, PackedSamples
 from tokenize_stage.tokenizers import load_tokenizer
 from tests.warc_factory import PROSE
 
@@ -97,7 +96,7 @@ def rebuild_documents(out: Path, seq_len: int) -> dict[str, list[int]]:
                        "ORDER BY doc_id, doc_token_start").fetchall()
     readers, docs = {}, {}
     for shard, sample, seq, doc_id, start in rows:
-        reader = readers.setdefault(shard, PackedSamples(str(out / "tokens" / shard), seq_len))
+        reader = readers.setdefault(shard, PackedSamples(str(out / "tokenize" / shard)))
         piece = reader.sequences(sample)[seq]
         assert start == len(docs.get(doc_id, []))
         docs.setdefault(doc_id, []).extend(int(t) for t in piece)
@@ -120,7 +119,7 @@ def test_no_fitting_document_is_split_and_utilization(sample_tokens):
     con = stats.connect(str(out))
     [(fit_split,)] = con.execute("SELECT count(*) FROM tokens WHERE split AND doc_tokens <= 512").fetchall()
     assert fit_split == 0
-    manifest = json.loads((out / "tokens/manifest.json").read_text())
+    manifest = json.loads((out / "tokenize/manifest.json").read_text())
     assert manifest["totals"]["utilization"] > 0.99
     assert len(manifest["shards"]) > 2  # cut at shard_tokens
     assert all(s["tokens"] >= 20000 for s in manifest["shards"][:-1] if s["shard"].endswith("-00000"))
@@ -131,8 +130,8 @@ def test_no_fitting_document_is_split_and_utilization(sample_tokens):
 
 def test_reader_gives_padded_samples_with_boundaries(sample_tokens):
     cfg, out = sample_tokens
-    shard = json.loads((out / "tokens/manifest.json").read_text())["shards"][0]["shard"]
-    samples = PackedSamples(str(out / "tokens" / shard), 512)
+    shard = json.loads((out / "tokenize/manifest.json").read_text())["shards"][0]["shard"]
+    samples = PackedSamples(str(out / "tokenize" / shard))
     s = samples[0]
     n = int(s["loss_mask"].sum())
     assert s["tokens"].shape == (512,) and s["cu_seqlens"][-1] == n
@@ -144,14 +143,14 @@ def test_reader_gives_padded_samples_with_boundaries(sample_tokens):
 def test_megatron_reads_our_shards(sample_tokens):
     indexed = pytest.importorskip("megatron.core.datasets.indexed_dataset")
     cfg, out = sample_tokens
-    for entry in json.loads((out / "tokens/manifest.json").read_text())["shards"]:
-        prefix = str(out / "tokens" / entry["shard"])
+    for entry in json.loads((out / "tokenize/manifest.json").read_text())["shards"]:
+        prefix = str(out / "tokenize" / entry["shard"])
         theirs = indexed.IndexedDataset(prefix)
         ours = MegatronIndex(prefix + ".idx")
         assert len(theirs) == len(ours.lengths) == entry["documents"]
         assert np.array_equal(theirs.document_indices, ours.doc_index)
         assert len(theirs.document_indices) - 1 == entry["samples"]
-        samples = PackedSamples(prefix, 512)
+        samples = PackedSamples(prefix)
         flat = [seq for i in range(len(samples)) for seq in samples.sequences(i)]
         for i in range(len(theirs)):
             assert np.array_equal(np.asarray(theirs[i]), flat[i])
@@ -159,13 +158,13 @@ def test_megatron_reads_our_shards(sample_tokens):
 
 def test_decompress_restores_the_shards(sample_tokens):
     _, out = sample_tokens
-    shard = json.loads((out / "tokens/manifest.json").read_text())["shards"][0]["bin"]
-    original = (out / "tokens" / shard).read_bytes()
-    (out / "tokens" / shard).unlink()
+    shard = json.loads((out / "tokenize/manifest.json").read_text())["shards"][0]["bin"]
+    original = (out / "tokenize" / shard).read_bytes()
+    (out / "tokenize" / shard).unlink()
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "tokens", "decompress", str(out)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert (out / "tokens" / shard).read_bytes() == original
+    assert (out / "tokenize" / shard).read_bytes() == original
 
 
 def jsonl_release(tmp_path, records, tokenize="{}"):
@@ -224,7 +223,7 @@ def test_hugging_face_tokenizer_json(tmp_path):
     records = [{"id": f"d{i}", "text": p} for i, p in enumerate(PROSE)]
     cfg = load_config(jsonl_release(tmp_path, records, f"{{tokenizer: {path}, seq_len: 64}}"))
     run_release(cfg, progress=False)
-    manifest = json.loads((Path(cfg.output) / "tokens/manifest.json").read_text())
+    manifest = json.loads((Path(cfg.output) / "tokenize/manifest.json").read_text())
     assert manifest["dtype"] == "uint16" and manifest["tokenizer"]["kind"] == "huggingface"
     loaded = load_tokenizer(str(path))
     docs = rebuild_documents(Path(cfg.output), 64)

@@ -18,11 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import io
-from pipelines.config import DedupConfig, sha256_json
 from pipelines.dedup import minhash
+from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.index import index_params
-from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, doc_schema, reject
-from pipelines.shard_task import OfShard, ShardTask, _stats_rows, _write_read_outputs, input_docs, last_stage
+from pipelines.documents import STATS_SCHEMA, reject
+from pipelines.phase import ShardOutputs, fingerprint_data
+from pipelines.shard_task import Documents, OfShard, ShardTask
+from pipelines.stage import Upstream
 
 NAME = "dedup"
 EXACT_BAND = -1  # the exact-text key travels through the same shuffle as a band of its own
@@ -42,47 +44,42 @@ def _path(output: str, *parts: str) -> str:
 class DedupMapTask(OfShard):
     shard: ShardTask
     cfg: DedupConfig
+    upstream: Upstream
+
+    @property
+    def marker(self) -> str:
+        return _path(self.shard.output, f"_SUCCESS.map.{self.part}")
 
     def fingerprint(self) -> str:
-        return sha256_json({"upstream": self.shard.fingerprint(len(self.shard.chain) - 1),
-                            "dedup": self.cfg.model_dump(mode="json")})
+        return io.sha256_json({"upstream": self.upstream.fingerprint, "dedup": fingerprint_data(self.cfg)})
 
-
-def run_map(task: DedupMapTask) -> dict:
-    out, cfg, part = task.shard.output, task.cfg, task.part
-    marker = _path(out, f"_SUCCESS.map.{part}")
-    report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
-    if io.marker_matches(marker, task.fingerprint()):
-        return report
-    m = cfg.minhash
-    seeds = minhash.seeds(m.num_perm, m.seed)
-    read_errors: list[dict] = []
-    sigs, buckets = [], [[] for _ in range(cfg.buckets)]
-    n_docs = 0
-    for doc in input_docs(task.shard, last_stage(task.shard), read_errors):
-        n_docs += 1
-        text = doc.get("text") or ""
-        norm = minhash.normalize(text, m.lowercase, m.normalize_digits, m.strip_punctuation)
-        shingles = minhash.shingle_hashes(norm, m.ngram)
-        exact = minhash.exact_key(norm)
-        sigs.append({"id": doc["id"], "part": part, "exact": exact, "chars": len(text),
-                     "words": len(norm.split()), "shingles": shingles.tolist() if m.verify else None})
-        if not len(shingles):
-            continue  # no words: rejected as empty_text by apply, never compared
-        keys = [(EXACT_BAND, exact)] if cfg.exact else []
-        if m.enabled:
-            bands = minhash.band_keys(minhash.signature(shingles, seeds)[None, :], m.bands, m.rows)[0]
-            keys += [(b, int(k)) for b, k in enumerate(bands)]
-        for band, key in keys:
-            buckets[(key + band * 1_000_003) % cfg.buckets].append({"band": band, "key": key, "id": doc["id"]})
-    io.write_table_atomic(_path(out, "_sig", f"{part}.parquet"), sigs, SIG_SCHEMA)
-    for b, rows in enumerate(buckets):
-        rows.sort(key=lambda r: (r["band"], r["key"], r["id"]))
-        io.write_table_atomic(_path(out, "_bands", f"bucket-{b:05d}", f"{part}.parquet"), rows, BAND_SCHEMA)
-    if last_stage(task.shard) is None:
-        _write_read_outputs(task.shard, n_docs, read_errors)
-    io.write_marker(marker, task.fingerprint())
-    return {**report, "skipped": False, "stages": {"dedup_map": {"docs": n_docs}}}
+    def run(self) -> dict:
+        out, cfg, part = self.shard.output, self.cfg, self.part
+        m = cfg.minhash
+        seeds = minhash.seeds(m.num_perm, m.seed)
+        sigs, buckets = [], [[] for _ in range(cfg.buckets)]
+        docs = Documents(self.shard, self.upstream.stage, record=True)
+        for doc in docs:
+            text = doc.get("text") or ""
+            norm = minhash.normalize(text, m.lowercase, m.normalize_digits, m.strip_punctuation)
+            shingles = minhash.shingle_hashes(norm, m.ngram)
+            exact = minhash.exact_key(norm)
+            sigs.append({"id": doc["id"], "part": part, "exact": exact, "chars": len(text),
+                         "words": len(norm.split()), "shingles": shingles.tolist() if m.verify else None})
+            if not len(shingles):
+                continue  # no words: rejected as empty_text by apply, never compared
+            keys = [(EXACT_BAND, exact)] if cfg.exact else []
+            if m.enabled:
+                bands = minhash.band_keys(minhash.signature(shingles, seeds)[None, :], m.bands, m.rows)[0]
+                keys += [(b, int(k)) for b, k in enumerate(bands)]
+            for band, key in keys:
+                buckets[(key + band * 1_000_003) % cfg.buckets].append({"band": band, "key": key, "id": doc["id"]})
+        docs.close()
+        io.write_table_atomic(_path(out, "_sig", f"{part}.parquet"), sigs, SIG_SCHEMA)
+        for b, rows in enumerate(buckets):
+            rows.sort(key=lambda r: (r["band"], r["key"], r["id"]))
+            io.write_table_atomic(_path(out, "_bands", f"bucket-{b:05d}", f"{part}.parquet"), rows, BAND_SCHEMA)
+        return {"dedup_map": {"docs": docs.count}}
 
 
 @dataclass(frozen=True)
@@ -91,16 +88,24 @@ class DedupGlobalTask:
 
     output: str
     cfg: DedupConfig
-    fingerprint_: str  # of all map tasks together
+    maps_fingerprint: str  # of all map tasks together
     bucket: int | None = None
+    input_file: str = ""
 
     @property
     def part(self) -> str:
         return f"bucket-{self.bucket:05d}" if self.bucket is not None else "clusters"
 
     @property
-    def input_file(self) -> str:
-        return ""
+    def marker(self) -> str:
+        step = f"reduce.{self.part}" if self.bucket is not None else "cluster"
+        return _path(self.output, f"_SUCCESS.{step}")
+
+    def fingerprint(self) -> str:
+        return self.maps_fingerprint
+
+    def run(self) -> dict:
+        return run_reduce(self) if self.bucket is not None else run_cluster(self)
 
 
 def _release_files(task, pattern: str) -> list[tuple[str, list[str]]]:
@@ -115,10 +120,6 @@ def _listing(files: list[str]) -> str:
 
 
 def run_reduce(task: DedupGlobalTask) -> dict:
-    marker = _path(task.output, f"_SUCCESS.reduce.{task.part}")
-    report = {"part": task.part, "input_file": "", "skipped": True, "stages": {}}
-    if io.marker_matches(marker, task.fingerprint_):
-        return report
     selects = [f"SELECT band, key, '{prefix}' || id AS node FROM read_parquet({_listing(files)})"
                for prefix, files in _release_files(task, f"_bands/{task.part}/*.parquet")]
     edges = []
@@ -129,8 +130,7 @@ def run_reduce(task: DedupGlobalTask) -> dict:
         pairs = {(nodes[0], other) for (nodes,) in groups for other in nodes[1:] if other != nodes[0]}
         edges = [{"a": a, "b": b} for a, b in sorted(pairs)]
     io.write_table_atomic(_path(task.output, "_edges", f"{task.part}.parquet"), edges, EDGE_SCHEMA)
-    io.write_marker(marker, task.fingerprint_)
-    return {**report, "skipped": False, "stages": {"dedup_reduce": {"edges": len(edges)}}}
+    return {"dedup_reduce": {"edges": len(edges)}}
 
 
 def _union_find(edges: list[tuple[str, str]]) -> dict[str, str]:
@@ -180,10 +180,6 @@ def _verified(con, edges: list[tuple[str, str]], task) -> list[tuple[str, str]]:
 
 
 def run_cluster(task: DedupGlobalTask) -> dict:
-    marker = _path(task.output, "_SUCCESS.cluster")
-    report = {"part": "clusters", "input_file": "", "skipped": True, "stages": {}}
-    if io.marker_matches(marker, task.fingerprint_):
-        return report
     con = duckdb.connect()
     edge_files = io.glob(_path(task.output), "_edges/*.parquet")
     edges = [tuple(e) for e in con.execute(f"SELECT DISTINCT a, b FROM read_parquet({_listing(edge_files)}) "
@@ -225,50 +221,42 @@ def run_cluster(task: DedupGlobalTask) -> dict:
     io.write_table_atomic(_path(task.output, "_clusters", "clusters.parquet"), rows, CLUSTER_SCHEMA)
     metrics = {"candidate_pairs": n_candidates, "edges": len(edges), "clusters": len(sizes),
                "largest_cluster": max(sizes, default=0), "duplicates": len(rows)}
-    stats_rows = [{"stage": "dedup_clusters", "part": "clusters", "source": None, "input_file": None,
-                   "metric": k, "value": float(v)} for k, v in metrics.items()]
-    stats_rows += [{"stage": "dedup_clusters", "part": "clusters", "source": None, "input_file": None,
-                    "metric": f"cluster_size.{size}", "value": float(sizes.count(size))} for size in sorted(set(sizes))]
-    io.write_table_atomic(_path(task.output, "_stats", "clusters.parquet"), stats_rows, STATS_SCHEMA)
+    sizes_metrics = {f"cluster_size.{size}": sizes.count(size) for size in sorted(set(sizes))}
+    rows = [{"stage": "dedup_clusters", "part": "clusters", "source": None, "input_file": None, "metric": k,
+             "value": float(v)} for k, v in (metrics | sizes_metrics).items()]
+    io.write_table_atomic(_path(task.output, "_stats", "clusters.parquet"), rows, STATS_SCHEMA)
     io.write_json_atomic(_path(task.output, "_index.json"), {"params": index_params(task.cfg)})
-    io.write_marker(marker, task.fingerprint_)
-    return {**report, "skipped": False, "stages": {"dedup_cluster": metrics}}
+    return {"dedup_cluster": metrics}
 
 
 @dataclass(frozen=True)
 class DedupApplyTask(OfShard):
     shard: ShardTask
     cfg: DedupConfig
-    fingerprint_: str
+    upstream: Upstream
+    maps_fingerprint: str
 
+    @property
+    def marker(self) -> str:
+        return _path(self.shard.output, f"_SUCCESS.{self.part}")
 
-def run_apply(task: DedupApplyTask) -> dict:
-    out, part = task.shard.output, task.part
-    marker = _path(out, f"_SUCCESS.{part}")
-    report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
-    if io.marker_matches(marker, task.fingerprint_):
-        return report
-    removed = {r["id"]: r for r in pq.read_table(io.join(out, NAME, "_clusters", "clusters.parquet"),
-                                                 filters=[("part", "=", part)]).to_pylist()}
-    empty = {r["id"] for r in pq.read_table(_path(out, "_sig", f"{part}.parquet"), columns=["id", "words"])
-             .to_pylist() if r["words"] == 0}
-    upstream = last_stage(task.shard)
-    schema = pq.read_schema(task.shard.path(upstream)) if upstream else doc_schema([])
-    kept = io.ParquetSink(task.shard.path(NAME), schema)
-    rejects = io.ParquetSink(task.shard.path(NAME, "_rejects"), REJECT_SCHEMA)
-    n_in = 0
-    for doc in input_docs(task.shard, upstream, []):  # a source read twice: its errors were kept by map
-        n_in += 1
-        if doc["id"] in empty:
-            rejects.write([reject(doc, NAME, "empty_text")])
-        elif doc["id"] in removed:
-            r = removed[doc["id"]]
-            rejects.write([reject(doc, NAME, "duplicate", r["reason"]) | {"duplicate_of": r["duplicate_of"]}])
-        else:
-            kept.write([doc])
-    n_kept, n_rejected = kept.commit(), rejects.commit()
-    io.write_table_atomic(task.shard.path(NAME, "_errors"), [], ERROR_SCHEMA)
-    metrics = {"docs_in": n_in, "docs_out": n_kept, "rejected": n_rejected, "errors": 0}
-    io.write_table_atomic(task.shard.path(NAME, "_stats"), _stats_rows(task.shard, NAME, metrics), STATS_SCHEMA)
-    io.write_marker(marker, task.fingerprint_)
-    return {**report, "skipped": False, "stages": {NAME: metrics}}
+    def fingerprint(self) -> str:
+        return self.maps_fingerprint
+
+    def run(self) -> dict:
+        out, part = self.shard.output, self.part
+        removed = {r["id"]: r for r in pq.read_table(_path(out, "_clusters", "clusters.parquet"),
+                                                     filters=[("part", "=", part)]).to_pylist()}
+        empty = {r["id"] for r in pq.read_table(_path(out, "_sig", f"{part}.parquet"), columns=["id", "words"])
+                 .to_pylist() if r["words"] == 0}
+        docs = Documents(self.shard, self.upstream.stage)  # a source read twice: its errors were kept by map
+        outputs = ShardOutputs(self.shard, NAME, docs.schema())
+        for doc in docs:
+            if doc["id"] in empty:
+                outputs.write(rejects=[reject(doc, NAME, "empty_text")])
+            elif doc["id"] in removed:
+                r = removed[doc["id"]]
+                outputs.write(rejects=[reject(doc, NAME, "duplicate", r["reason"]) | {"duplicate_of": r["duplicate_of"]}])
+            else:
+                outputs.write(docs=[doc])
+        return {NAME: outputs.commit(docs_in=docs.count)}

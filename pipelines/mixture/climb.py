@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.config import ClimbConfig, SearchConfig
+from pipelines.mixture.config import ClimbConfig, SearchConfig
 
 
 @dataclass

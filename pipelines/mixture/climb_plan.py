@@ -11,10 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import io
-from pipelines.config import MixtureConfig
 from pipelines.mixture import climb, sampling
+from pipelines.mixture.config import MixtureConfig
 from pipelines.mixture.proxy import CommandProxy, NgramProxy
-from pipelines.shard_task import ShardTask, input_docs
+from pipelines.sample import sample_texts
+from pipelines.shard_task import Documents, ShardTask
 
 CLUSTER_SCHEMA = pa.schema([("cluster", pa.int64()), ("stratum", pa.string()), ("docs", pa.int64()),
                             ("tokens", pa.int64()), ("quality_mean", pa.float64()), ("pruned", pa.bool_()),
@@ -50,7 +51,7 @@ def _texts(inputs, wanted: dict[str, set[str]]) -> dict[tuple[str, str], str]:
             table = pq.read_table(shard.path(upstream), columns=["id", "text"], filters=[("id", "in", sorted(ids))])
             rows = zip(table.column("id").to_pylist(), table.column("text").to_pylist())
         else:
-            rows = ((d["id"], d.get("text")) for d in input_docs(shard, None, []) if d["id"] in ids)
+            rows = ((d["id"], d.get("text")) for d in Documents(shard, None) if d["id"] in ids)
         found.update({(shard.part, i): t or "" for i, t in rows})
     return found
 
@@ -142,8 +143,6 @@ def plan_clusters(output: str, inputs: tuple[tuple[ShardTask, str | None], ...],
 
 
 def _proxy(output: str, cfg: MixtureConfig, pools: list[list[str]], keys: list[str]):
-    from pipelines.preselect_train import sample_texts
-
     proxy = cfg.climb.search.proxy
     validation = [t for _, t in sample_texts(proxy.validation, 10_000)]
     if not validation:

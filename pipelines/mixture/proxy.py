@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from pipelines.config import ProxyConfig
+from pipelines.mixture.config import ProxyConfig
 from scorers.ngram_lm import ByteNgramLM
 
 

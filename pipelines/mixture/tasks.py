@@ -11,18 +11,20 @@ apply     per shard: selected documents written `copies` times in their upstream
 """
 
 from dataclasses import dataclass
-from itertools import islice
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import io
-from pipelines.config import MixtureConfig, SelectRule, sha256_json
-from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA, doc_schema, reject
+from pipelines.documents import reject
 from pipelines.mixture import sampling
-from pipelines.shard_task import OfShard, ShardTask, _stats_rows, input_docs
-from pipelines.stages.score import outside
+from pipelines.mixture.climb_plan import plan_clusters
+from pipelines.mixture.config import MixtureConfig
+from pipelines.phase import ShardOutputs, fingerprint_data
+from pipelines.shard_task import Documents, OfShard, ShardTask
+from pipelines.stage import Upstream
+from pipelines.stages.select import SelectRule, outside
 from scorers.embed import embed
 from tokenize_stage.tokenizers import load_tokenizer
 
@@ -44,72 +46,112 @@ def _path(output: str, *parts: str) -> str:
     return io.join(output, NAME, *parts)
 
 
-@dataclass(frozen=True)
-class MixtureMapTask(OfShard):
-    shard: ShardTask
-    cfg: MixtureConfig
-    tokenizer: str  # the release's tokenizer: the budget is in its tokens
-    upstream: str | None
-    upstream_fingerprint: str
-
-    def fingerprint(self) -> str:
-        return sha256_json({"upstream": self.upstream_fingerprint, "mixture": self.cfg.model_dump(mode="json"),
-                            "tokenizer": self.tokenizer})
-
-
-@dataclass(frozen=True)
-class MixturePlanTask:
-    output: str
-    cfg: MixtureConfig
-    fingerprint_: str
-    inputs: tuple[tuple[ShardTask, str | None], ...] = ()  # (shard, upstream stage): where texts are read
-    part: str = "plan"
-    input_file: str = ""
-
-
-@dataclass(frozen=True)
-class MixtureApplyTask(OfShard):
-    shard: ShardTask
-    upstream: str | None
-    fingerprint_: str
-    clusters: bool = False  # add the `cluster` column (CLIMB)
-
-
 def excluded_by(doc: dict, rules: list[SelectRule]) -> str | None:
     """The first `where` rule the document fails, as `where.<column>`; None for a candidate."""
     return next((f"where.{rule.column}" for rule in rules if outside(rule, doc.get(rule.column))), None)
 
 
-def run_features(task: MixtureMapTask) -> dict:
-    out, cfg, part = task.shard.output, task.cfg, task.part
-    marker = _path(out, f"_SUCCESS.features.{part}")
-    report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
-    if io.marker_matches(marker, task.fingerprint()):
-        return report
-    tok = load_tokenizer(task.tokenizer)
-    climb = cfg.climb
-    embed_marker = _path(out, f"_SUCCESS.embed.{part}")
-    embed_fp = sha256_json({"upstream": task.upstream_fingerprint, "embed": climb and climb.embed.model_dump(mode="json")})
-    embed_now = climb is not None and not io.marker_matches(embed_marker, embed_fp)  # embeddings outlive clustering changes
-    rows, vectors = [], []
-    docs = iter(input_docs(task.shard, task.upstream, []))
-    while batch := list(islice(docs, 256)):
-        texts = [d.get("text") or "" for d in batch]
-        counts = [len(ids) for ids in tok.encode_batch(texts)]
+@dataclass(frozen=True)
+class MixtureMapTask(OfShard):
+    """Per shard: token counts (with the release's tokenizer), `where` and top-k columns, embeddings."""
+
+    shard: ShardTask
+    cfg: MixtureConfig
+    tokenizer: str  # the release's tokenizer: the budget is in its tokens
+    upstream: Upstream
+
+    @property
+    def marker(self) -> str:
+        return _path(self.shard.output, f"_SUCCESS.features.{self.part}")
+
+    def fingerprint(self) -> str:
+        return io.sha256_json({"upstream": self.upstream.fingerprint, "mixture": fingerprint_data(self.cfg),
+                               "tokenizer": self.tokenizer})
+
+    def run(self) -> dict:
+        out, cfg, part = self.shard.output, self.cfg, self.part
+        tok = load_tokenizer(self.tokenizer)
+        climb = cfg.climb
+        embed_marker = _path(out, f"_SUCCESS.embed.{part}")
+        embed_fp = io.sha256_json({"upstream": self.upstream.fingerprint,
+                                   "embed": climb and climb.embed.model_dump(mode="json")})
+        embed_now = climb is not None and not io.marker_matches(embed_marker, embed_fp)  # outlive clustering changes
+        rows, vectors = [], []
+        docs = Documents(self.shard, self.upstream.stage, record=True)
+        for batch in docs.batches():
+            texts = [d.get("text") or "" for d in batch]
+            counts = [len(ids) for ids in tok.encode_batch(texts)]
+            if embed_now:
+                vectors += [{"id": d["id"], "embedding": v.astype("<f2").tobytes()}
+                            for d, v in zip(batch, embed(texts, climb.embed))]
+            for doc, n in zip(batch, counts):
+                rows.append({"id": doc["id"], "part": part, "source": doc.get("source"), "domain": doc.get("domain"),
+                             "tokens": n, "excluded_by": excluded_by(doc, cfg.where),
+                             "order_score": float(sum(doc.get(c) or 0 for c in cfg.top_k_by)) if cfg.top_k_by else None,
+                             "quality": doc.get(climb.prune.column) if climb and climb.prune else None})
+        docs.close()
         if embed_now:
-            vectors += [{"id": d["id"], "embedding": v.astype("<f2").tobytes()}
-                        for d, v in zip(batch, embed(texts, climb.embed))]
-        for doc, n in zip(batch, counts):
-            rows.append({"id": doc["id"], "part": part, "source": doc.get("source"), "domain": doc.get("domain"),
-                         "tokens": n, "excluded_by": excluded_by(doc, cfg.where),
-                         "order_score": float(sum(doc.get(c) or 0 for c in cfg.top_k_by)) if cfg.top_k_by else None,
-                         "quality": doc.get(climb.prune.column) if climb and climb.prune else None})
-    if embed_now:
-        io.write_table_atomic(_path(out, "_embeddings", f"{part}.parquet"), vectors, EMBEDDING_SCHEMA)
-        io.write_marker(embed_marker, embed_fp)
-    io.write_table_atomic(_path(out, "_features", f"{part}.parquet"), rows, FEATURE_SCHEMA)
-    io.write_marker(marker, task.fingerprint())
-    return {**report, "skipped": False}
+            io.write_table_atomic(_path(out, "_embeddings", f"{part}.parquet"), vectors, EMBEDDING_SCHEMA)
+            io.write_marker(embed_marker, embed_fp)
+        io.write_table_atomic(_path(out, "_features", f"{part}.parquet"), rows, FEATURE_SCHEMA)
+        return {}
+
+
+@dataclass(frozen=True)
+class MixturePlanTask:
+    """The one global step: the stratum and copies of every document, and each stratum's budget."""
+
+    output: str
+    cfg: MixtureConfig
+    features_fingerprint: str
+    inputs: tuple[tuple[ShardTask, str | None], ...] = ()  # (shard, upstream stage): where texts are read
+    part: str = "mixture-plan"
+    input_file: str = ""
+
+    @property
+    def marker(self) -> str:
+        return _path(self.output, "_SUCCESS.plan")
+
+    def fingerprint(self) -> str:
+        return self.features_fingerprint
+
+    def run(self) -> dict:
+        return run_plan(self)
+
+
+@dataclass(frozen=True)
+class MixtureApplyTask(OfShard):
+    """Per shard: selected documents written `copies` times in their upstream order, the others rejected."""
+
+    shard: ShardTask
+    upstream: Upstream
+    plan_fingerprint: str
+    clusters: bool = False  # add the `cluster` column (CLIMB)
+
+    @property
+    def marker(self) -> str:
+        return _path(self.shard.output, f"_SUCCESS.{self.part}")
+
+    def fingerprint(self) -> str:
+        return self.plan_fingerprint
+
+    def run(self) -> dict:
+        chosen = {r["id"]: r for r in pq.read_table(_path(self.shard.output, "_plan", "selection.parquet"),
+                                                     filters=[("part", "=", self.part)]).to_pylist()}
+        docs = Documents(self.shard, self.upstream.stage)
+        schema = docs.schema()
+        if self.clusters:
+            schema = schema.append(pa.field("cluster", pa.string()))
+        outputs = ShardOutputs(self.shard, NAME, schema)
+        upsampled = 0
+        for doc in docs:
+            row = chosen[doc["id"]]
+            if row["copies"]:
+                outputs.write(docs=[{**doc, "cluster": row["stratum"]} if self.clusters else doc] * row["copies"])
+                upsampled += row["copies"] - 1
+            else:
+                outputs.write(rejects=[reject(doc, NAME, row["reason"], row["stratum"])])
+        return {NAME: outputs.commit(docs_in=docs.count, upsampled=upsampled)}
 
 
 def stratum_keys(features: pa.Table, strata: list[str]) -> list[str]:
@@ -154,17 +196,11 @@ def plan(features: pa.Table, cfg: MixtureConfig) -> tuple[list[dict], list[dict]
 
 def run_plan(task: MixturePlanTask) -> dict:
     out = task.output
-    marker = _path(out, "_SUCCESS.plan")
-    report = {"part": "mixture-plan", "input_file": "", "skipped": True, "stages": {}}
-    if io.marker_matches(marker, task.fingerprint_):
-        return report
     files = [_path(out, "_features", f"{shard.part}.parquet") for shard, _ in task.inputs]
     features = pa.concat_tables([io.read_table(f) for f in files]) if files else FEATURE_SCHEMA.empty_table()
     features = features.sort_by([("part", "ascending"), ("id", "ascending")])
     cfg = task.cfg
     if cfg.climb is not None:
-        from pipelines.mixture.climb_plan import plan_clusters
-
         features, weights, climb_report = plan_clusters(out, task.inputs, features, cfg)
         cfg = cfg.model_copy(update={"weights": weights})
     selection, strata = plan(features, cfg)
@@ -178,49 +214,4 @@ def run_plan(task: MixturePlanTask) -> dict:
     io.write_json_atomic(_path(out, "_plan", "plan.json"), summary)
     if cfg.climb is not None:
         io.write_json_atomic(_path(out, "mixture.json"), {**climb_report, "sampled": summary})
-    io.write_marker(marker, task.fingerprint_)
-    return {**report, "skipped": False}
-
-
-def run_apply(task: MixtureApplyTask) -> dict:
-    out, part = task.shard.output, task.part
-    marker = _path(out, f"_SUCCESS.{part}")
-    report = {"part": part, "input_file": task.input_file, "skipped": True, "stages": {}}
-    if io.marker_matches(marker, task.fingerprint_):
-        return report
-    chosen = {r["id"]: r for r in pq.read_table(_path(out, "_plan", "selection.parquet"),
-                                                 filters=[("part", "=", part)]).to_pylist()}
-    schema = pq.read_schema(task.shard.path(task.upstream)) if task.upstream else doc_schema([])
-    if task.clusters:
-        schema = schema.append(pa.field("cluster", pa.string()))
-    kept = io.ParquetSink(task.shard.path(NAME), schema)
-    rejects = io.ParquetSink(task.shard.path(NAME, "_rejects"), REJECT_SCHEMA)
-    n_in = upsampled = 0
-    for doc in input_docs(task.shard, task.upstream, []):
-        n_in += 1
-        row = chosen[doc["id"]]
-        if row["copies"]:
-            kept.write([{**doc, "cluster": row["stratum"]} if task.clusters else doc] * row["copies"])
-            upsampled += row["copies"] - 1
-        else:
-            rejects.write([reject(doc, NAME, row["reason"], row["stratum"])])
-    n_kept, n_rejected = kept.commit(), rejects.commit()
-    io.write_table_atomic(task.shard.path(NAME, "_errors"), [], ERROR_SCHEMA)
-    metrics = {"docs_in": n_in, "docs_out": n_kept, "rejected": n_rejected, "errors": 0, "upsampled": upsampled}
-    io.write_table_atomic(task.shard.path(NAME, "_stats"), _stats_rows(task.shard, NAME, metrics), STATS_SCHEMA)
-    io.write_marker(marker, task.fingerprint_)
-    return {**report, "skipped": False, "stages": {NAME: metrics}}
-
-
-def phases(output: str, cfg: MixtureConfig, tokenizer: str, tasks: list[ShardTask], upstream: dict):
-    """The three phases (name, fn, tasks) in order; updates `upstream` to read this stage's output."""
-    maps = [MixtureMapTask(t, cfg, tokenizer, *upstream[t.part]) for t in tasks]
-    global_fp = sha256_json({"features": [m.fingerprint() for m in maps]})
-    applies = [MixtureApplyTask(t, upstream[t.part][0], sha256_json({"plan": global_fp, "part": t.part}),
-                                cfg.climb is not None) for t in tasks]
-    inputs = tuple((t, upstream[t.part][0]) for t in tasks)
-    upstream.update({a.part: (NAME, a.fingerprint_) for a in applies})
-    return [("mixture features", run_features, maps),
-            ("mixture plan", run_plan, [MixturePlanTask(output, cfg, global_fp, inputs)]),
-            ("mixture", run_apply, applies)]
-
+    return {}

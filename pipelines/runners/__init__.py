@@ -6,10 +6,8 @@ before its exception is yielded. At most `max_in_flight` tasks are submitted and
 time (back-pressure). Outputs are written by the tasks themselves, so every runner gives the same bytes.
 """
 
-from pipelines.config import RunnerConfig, TaskResources
 
-
-def make_runner(cfg: RunnerConfig, scratch: str | None = None):
+def make_runner(cfg, scratch: str | None = None):
     """`scratch`: a folder every worker can write (the release's `_logs`), for engines that need one."""
     if cfg.kind == "local":
         from pipelines.runners.local import LocalRunner
@@ -26,11 +24,11 @@ def make_runner(cfg: RunnerConfig, scratch: str | None = None):
     raise ValueError(f"runner.kind: unknown runner {cfg.kind!r}")
 
 
-def combined(resources: list[TaskResources | None]) -> TaskResources | None:
-    """What a task running several stages in a row needs: the most any of them needs."""
+def combined(resources: list):
+    """What a task running several stages in a row needs: the most any of them needs (TaskResources)."""
     given = [r for r in resources if r is not None]
     if not given:
         return None
     memory = [r.memory for r in given if r.memory is not None]
-    return TaskResources(cpus=max(r.cpus for r in given), gpus=max(r.gpus for r in given),
-                         memory=max(memory) if memory else None)
+    return given[0].model_copy(update={"cpus": max(r.cpus for r in given), "gpus": max(r.gpus for r in given),
+                                       "memory": max(memory) if memory else None})

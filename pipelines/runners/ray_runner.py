@@ -8,7 +8,7 @@ at a time, so the driver never holds more than that many tasks' results.
 
 import sys
 
-from pipelines.config import ConfigError
+from pipelines.errors import ConfigError
 
 
 def _call(fn, item):

@@ -5,25 +5,36 @@ timeout, no_text. Only formats whose records are HTML go through this stage.
 """
 
 from collections.abc import Iterable
+from typing import Literal
 
 import pyarrow as pa
+from pydantic import Field
 
 from pipelines.documents import exception_error, reject
-from pipelines.stages.base import StageResult
+from pipelines.readers import MAX_PAYLOAD_BYTES
+from pipelines.stage import Stage, StageResult
 from pipelines.stages.charset import decode_html
 from pipelines.stages.limits import DocumentTimeout, time_limit
+from scorers._config import StrictModel
 
 NAME = "extract"
-ADDED_COLUMNS = [
-    pa.field("content_type", pa.string()),
-    pa.field("charset", pa.string()),
-    pa.field("charset_source", pa.string()),  # bom | valid_utf8 | http | meta | detected
-]
 RAW_FIELDS = ("payload", "payload_size", "http_status", "http_content_type")
 
 
-def applies_to(source_format: str) -> bool:
-    return source_format == "warc"
+class ExtractConfig(StrictModel):
+    """HTML payload -> main text. Charset: BOM, else valid UTF-8, else the HTTP header, else `<meta>`,
+    else uchardet's guess (labels mapped as browsers do: ISO-8859-1 -> cp1252)."""
+
+    extractor: Literal["resiliparse", "trafilatura"] = Field(
+        "resiliparse", description="resiliparse, or trafilatura (about 10x slower)")
+    main_content: bool = Field(True, description="keep the main content only (boilerplate removal)")
+    content_types: tuple[str, ...] = Field(("text/html", "application/xhtml+xml"),
+                                           description="HTTP content types extracted; others: `content_type` reject")
+    max_payload_bytes: int = Field(MAX_PAYLOAD_BYTES, ge=1,
+                                   description="larger payloads are `too_large` rejects, never parsed (nor kept "
+                                               "in memory by the reader)")
+    timeout_seconds: float = Field(10.0, gt=0, description="per document; slower pages are `timeout` rejects")
+    min_text_chars: int = Field(1, ge=0, description="shorter extracted text: `no_text` reject")
 
 
 def _precheck(doc: dict, cfg) -> tuple[str, str | None] | None:
@@ -81,3 +92,10 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
         charset_sources[charset_source] = charset_sources.get(charset_source, 0) + 1
     result.metrics = {f"charset_source.{k}": v for k, v in sorted(charset_sources.items())}
     return result
+
+
+STAGE = Stage(
+    name=NAME, config=ExtractConfig, run=run, reads_html=True,
+    columns=(pa.field("content_type", pa.string()), pa.field("charset", pa.string()),
+             pa.field("charset_source", pa.string())),  # bom | valid_utf8 | http | meta | detected
+)

@@ -1,91 +1,89 @@
-"""filter: URL block list, language id, Gopher repetition + quality, C4, FineWeb, then PII redaction.
+"""filter: the rules of RULES in order (FineWeb's): URL block list, language id, Gopher repetition and
+quality, C4, FineWeb, then PII redaction. Each rule is a `scorers.rule.Rule`; adding one is a module
+with its config and check, and an entry here.
 
-The order is FineWeb's. Every removed document is a reject whose reason names the rule
-(`<rule block>.<rule>`, e.g. `gopher_quality.min_stop_words`); C4 rewrites text (drops lines)
-and PII redaction rewrites kept documents.
+Every removed document is a reject whose reason names the rule (`<rule>.<reason>`, e.g.
+`gopher_quality.min_stop_words`); documents with empty text are rejected as `empty_text` before the
+first rule that reads text. C4 and PII rewrite the text of the documents they keep.
 """
 
 from collections.abc import Iterable
 
-import pyarrow as pa
+from pydantic import Field, create_model
 
 from pipelines.documents import exception_error, reject
-from pipelines.stages.base import StageResult
+from pipelines.errors import ConfigError
+from pipelines.io import exists
+from pipelines.stage import CheckContext, Stage, StageResult
 from scorers import langid, pii
+from scorers._config import StrictModel
 from scorers.heuristics import c4, fineweb, gopher, url_blocklist
 
 NAME = "filter"
-ADDED_COLUMNS = [
-    pa.field("language", pa.string()),
-    pa.field("language_score", pa.float64()),
-    pa.field("pii_redactions", pa.int32()),
-]
+RULES = (url_blocklist.RULE, langid.RULE, gopher.REPETITION, gopher.QUALITY, c4.RULE, fineweb.RULE, pii.RULE)
+_FIRST_TEXT_RULE = next(i for i, r in enumerate(RULES) if r.needs_text)
 
-
-def applies_to(source_format: str) -> bool:
-    return True
-
-
-def _rules(cfg):
-    """(name, fn) for the enabled text rules; fn returns (new_text, failed_rule)."""
-    rules = []
-    if cfg.gopher_repetition.enabled:
-        rules.append(("gopher_repetition", lambda t: (t, gopher.check_repetition(t, cfg.gopher_repetition))))
-    if cfg.gopher_quality.enabled:
-        rules.append(("gopher_quality", lambda t: (t, gopher.check_quality(t, cfg.gopher_quality))))
-    if cfg.c4.enabled:
-        rules.append(("c4", lambda t: c4.clean(t, cfg.c4)))
-    if cfg.fineweb.enabled:
-        rules.append(("fineweb", lambda t: (t, fineweb.check(t, cfg.fineweb))))
-    return rules
+FilterConfig = create_model(
+    "FilterConfig", __base__=StrictModel,
+    __doc__="Rules run in this order (FineWeb's), each with its published defaults; `enabled: false` skips one.",
+    **{r.name: (r.config, Field(r.config(), description=" ".join(r.config.__doc__.split()))) for r in RULES},
+)
 
 
 def run(docs: Iterable[dict], cfg) -> StageResult:
-    """Filters one batch of documents (the shard-task bounds its size; fastText sees it in one call)."""
-    result = StageResult()
-    rules = _rules(cfg)
-    redactions = 0
-    batch = [dict(d) for d in docs]  # stages never change their input documents
-    blocked = [url_blocklist.check(d.get("url"), cfg.url_blocklist) if cfg.url_blocklist.enabled else None
-               for d in batch]
-    if cfg.language.enabled:
-        allowed = [d for d, b in zip(batch, blocked) if not b]
-        for doc, (lang, score) in zip(allowed, langid.identify([d["text"] for d in allowed], cfg.language)):
-            doc.update(language=lang, language_score=round(score, 6))
-    for doc, failed in zip(batch, blocked):  # rejects stay in document order, whatever the batch
-        if failed:
-            result.rejects.append(reject(doc, NAME, f"url_blocklist.{failed}", doc.get("url")))
+    """Filters one batch of documents rule by rule (the shard-task bounds its size; a rule's `prepare`
+    sees the batch in one call). Rejects and errors keep document order, whatever the batch."""
+    batch = [dict(d) | {c.name: None for r in RULES for c in r.columns} for d in docs]  # never change the input
+    removed: dict[int, tuple[str, dict]] = {}  # position -> ("rejects" | "errors", row)
+    alive = list(range(len(batch)))
+    for k, rule in enumerate(RULES):
+        if k == _FIRST_TEXT_RULE:
+            alive = _drop_empty(batch, alive, removed)
+        rule_cfg = getattr(cfg, rule.name)
+        if not rule_cfg.enabled:
             continue
-        try:
-            kept = _apply(doc, cfg, rules, result)
-        except Exception as exc:  # noqa: BLE001 - one bad document must not stop the shard
-            result.errors.append(exception_error(NAME, doc, exc))
-            continue
-        if kept:
-            redactions += doc["pii_redactions"] or 0
-            result.docs.append(doc)
-    result.metrics = {"pii_redactions": redactions}
+        if rule.prepare is not None and alive:
+            rule.prepare([batch[i] for i in alive], rule_cfg)
+        kept = []
+        for i in alive:
+            doc = batch[i]
+            try:
+                reason = rule.check(doc, rule_cfg)
+            except Exception as exc:  # noqa: BLE001 - one bad document must not stop the shard
+                removed[i] = ("errors", exception_error(NAME, doc, exc))
+                continue
+            if reason:
+                detail = doc.get(rule.detail) if rule.detail else None
+                removed[i] = ("rejects", reject(doc, NAME, f"{rule.name}.{reason}", detail))
+            else:
+                kept.append(i)
+        alive = kept
+    result = StageResult(docs=[batch[i] for i in alive])
+    for i in sorted(removed):
+        kind, row = removed[i]
+        getattr(result, kind).append(row)
+    result.metrics = {r.count: sum(d[r.count] or 0 for d in result.docs) for r in RULES if r.count}
     return result
 
 
-def _apply(doc: dict, cfg, rules, result: StageResult) -> bool:
-    if not doc["text"] or not doc["text"].strip():
-        result.rejects.append(reject(doc, NAME, "empty_text"))
-        return False
-    if cfg.language.enabled:
-        failed = langid.check(doc["language"], doc["language_score"], cfg.language)
-        if failed:
-            result.rejects.append(reject(doc, NAME, f"language.{failed}", doc["language"]))
-            return False
-    text = doc["text"]
-    for name, rule in rules:
-        new_text, failed = rule(text)
-        if failed:
-            result.rejects.append(reject(doc | {"text": text}, NAME, f"{name}.{failed}"))
-            return False
-        text = new_text
-    doc["pii_redactions"] = None
-    if cfg.pii.enabled:
-        text, doc["pii_redactions"] = pii.redact(text, cfg.pii)
-    doc["text"] = text
-    return True
+def _drop_empty(batch: list[dict], alive: list[int], removed: dict) -> list[int]:
+    for i in alive:
+        if not batch[i]["text"] or not batch[i]["text"].strip():
+            removed[i] = ("rejects", reject(batch[i], NAME, "empty_text"))
+    return [i for i in alive if i not in removed]
+
+
+def check(cfg, ctx: CheckContext) -> None:
+    """Files the rules name must exist."""
+    if cfg.language.enabled and not exists(langid.model_path(cfg.language)):
+        raise ConfigError(f"language.model_path: file not found: {langid.model_path(cfg.language)}")
+    if cfg.url_blocklist.enabled and cfg.url_blocklist.domains_file and not exists(cfg.url_blocklist.domains_file):
+        raise ConfigError(f"url_blocklist.domains_file: file not found: {cfg.url_blocklist.domains_file}")
+
+
+def produces(cfg) -> list[str]:
+    return [c.name for r in RULES if getattr(cfg, r.name).enabled for c in r.columns]
+
+
+STAGE = Stage(name=NAME, config=FilterConfig, check=check, run=run, produces=produces,
+              columns=tuple(c for r in RULES for c in r.columns))

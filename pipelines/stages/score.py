@@ -1,40 +1,55 @@
 """score: put model scores on documents (PreSelect's `preselect_score`, DataMan students' ratings and
-domain) and select by them.
-
-Selection rules are typed (column, min, max, top_fraction), never evaluated Python; a document
-outside a rule is a reject with reason `select.<column>` and its value as detail.
+domain). It never removes a document: the `select` stage that follows applies thresholds, so changing
+one reruns `select` and what follows, never the models.
 """
 
 from collections.abc import Iterable
 
 import pyarrow as pa
+from pydantic import Field, field_validator
 
-from pipelines.config import DATAMAN_COLUMNS
-from pipelines.documents import reject
-from pipelines.stages.base import StageResult
+from pipelines.errors import ConfigError
+from pipelines.stage import CheckContext, Stage, StageResult
 from scorers import langid
-from scorers.dataman.students import Students
+from scorers._config import StrictModel
+from scorers.dataman.students import DATAMAN_COLUMNS, Students
+from scorers.fasttext_model import load as load_fasttext
 from scorers.preselect import PreSelectScorer
 
 NAME = "score"
-ADDED_COLUMNS = ([pa.field("preselect_score", pa.float64())] + [pa.field(c, pa.int8()) for c in DATAMAN_COLUMNS]
-                 + [pa.field("domain", pa.string()), pa.field("score_flag", pa.string())])
 
 
-def applies_to(source_format: str) -> bool:
-    return True
+class PreSelectStageConfig(StrictModel):
+    model: str = Field(description="a model made by `gristmill preselect train` (its <model>.json sidecar "
+                                   "beside it): adds `preselect_score`, P(positive)")
 
 
-def outside(rule, value, low: float | None = None) -> bool:
-    """Whether `value` fails a typed select rule; `low` replaces the rule's min (a top_fraction threshold)."""
-    if rule.values is not None:
-        return value not in rule.values
-    low = rule.min if low is None else low
-    return value is None or (low is not None and value < low) or (rule.max is not None and value > rule.max)
+class DatamanStageConfig(StrictModel):
+    models: str = Field(description="a folder made by `gristmill dataman build`: adds `dataman_<criterion>` "
+                                    "(13 criteria, 1-5), `dataman_overall` and `domain` (15 domains)")
 
 
-def run(docs: Iterable[dict], cfg) -> StageResult:
-    result = StageResult()
+class ScoreConfig(StrictModel):
+    """Model scores as columns. Documents in a language the models were not trained on are scored all the
+    same and flagged: `score_flag = unseen_language.<lang>`. The stats have histograms per shard:
+    `hist.preselect_score.0.x` (tenths), `hist.dataman_<criterion>.<1-5>`, `hist.domain.<name>`."""
+
+    preselect: PreSelectStageConfig | None = Field(None, description="PreSelect scorer")
+    dataman: DatamanStageConfig | None = Field(None, description="DataMan students")
+    flag_languages: bool = Field(True, description="flag documents in languages the models did not see in "
+                                                   "training; uses the filter's `language`, else identifies the "
+                                                   "first 200 characters (about 12 % of the stage's time)")
+
+    select: None = Field(None, exclude=True, description="moved: the rules are `stages.select` now")
+
+    @field_validator("select", mode="before")
+    @classmethod
+    def _select_moved(cls, rules):
+        raise ValueError("the rules moved to `stages.select` (a stage of its own, after score; same list): "
+                         "scoring never removes a document")
+
+
+def run(docs: Iterable[dict], cfg: ScoreConfig) -> StageResult:
     batch = [dict(d) for d in docs]
     scorer = PreSelectScorer.load(cfg.preselect.model) if cfg.preselect else None
     students = Students(cfg.dataman.models) if cfg.dataman else None
@@ -47,16 +62,7 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
     trained = [scorer.info.get("languages") if scorer else None, students.languages if students else None]
     if cfg.flag_languages:
         _flag_unseen_languages(batch, [langs for langs in trained if langs])
-    for doc in batch:
-        for rule in cfg.select:
-            value = doc.get(rule.column)
-            if outside(rule, value, scorer.threshold(rule.top_fraction) if rule.top_fraction is not None else None):
-                result.rejects.append(reject(doc, NAME, f"select.{rule.column}", f"{value}"))
-                break
-        else:
-            result.docs.append(doc)
-    result.metrics = _histograms(batch)
-    return result
+    return StageResult(docs=batch, metrics=_histograms(batch))
 
 
 # the language of a document the filter did not identify, from its head: enough to flag, and cheap
@@ -89,3 +95,36 @@ def _histograms(docs: list[dict]) -> dict[str, float]:
         for key in keys:
             counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def check(cfg: ScoreConfig, ctx: CheckContext) -> None:
+    """The models load (a missing or corrupt one fails here, not in a worker)."""
+    if cfg.preselect is not None:
+        try:
+            PreSelectScorer.load(cfg.preselect.model)
+            load_fasttext(cfg.preselect.model)
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            raise ConfigError(f"preselect.model: {exc}") from None
+    if cfg.dataman is not None:
+        try:
+            Students(cfg.dataman.models)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"dataman.models: {exc}") from None
+
+
+def produces(cfg: ScoreConfig) -> list[str]:
+    return (["preselect_score"] if cfg.preselect else []) + (list(DATAMAN_COLUMNS) + ["domain"] if cfg.dataman else [])
+
+
+def threshold(cfg: ScoreConfig, column: str, fraction: float) -> float:
+    """The preselect_score that keeps the top `fraction` of characters, as recorded with the model."""
+    if column != "preselect_score":
+        raise KeyError(f"thresholds are recorded for preselect_score only, not {column}")
+    return PreSelectScorer.load(cfg.preselect.model).threshold(fraction)
+
+
+STAGE = Stage(
+    name=NAME, config=ScoreConfig, check=check, run=run, produces=produces, threshold=threshold,
+    columns=(pa.field("preselect_score", pa.float64()), *(pa.field(c, pa.int8()) for c in DATAMAN_COLUMNS),
+             pa.field("domain", pa.string()), pa.field("score_flag", pa.string())),
+)

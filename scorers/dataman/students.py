@@ -11,6 +11,7 @@ from scorers import fasttext_model, langid
 from scorers.dataman import CRITERIA, RATINGS
 
 COLUMNS = {**{c: f"dataman_{c}" for c in CRITERIA}, "overall_score": "dataman_overall", "domain": "domain"}
+DATAMAN_COLUMNS = tuple(c for c in COLUMNS.values() if c != "domain")  # the ratings, 1-5
 
 
 def _label(result: dict, name: str) -> str:

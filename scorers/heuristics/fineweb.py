@@ -3,18 +3,23 @@
 Defaults are the published FineWeb thresholds.
 """
 
-from scorers._config import StrictModel
+from pydantic import Field
+
 from scorers.heuristics.text_utils import END_PUNCTUATION, duplicated, non_empty_lines, words
+from scorers.rule import Rule, RuleConfig
 
 
-class FineWebConfig(StrictModel):
-    enabled: bool = True
-    min_line_punct_ratio: float = 0.12
-    line_punct_exclude_zero: bool = False
-    max_short_line_ratio: float = 0.67
-    short_line_length: int = 30
-    max_char_dup_ratio: float = 0.01
-    max_newline_word_ratio: float = 0.3
+class FineWebConfig(RuleConfig):
+    """FineWeb's own rules: `line_punct_ratio`, `short_line_ratio`, `char_dup_ratio`, `list_ratio`, `empty`."""
+
+    min_line_punct_ratio: float = Field(0.12, description="share of lines ending in punctuation below this: "
+                                                          "rejected")
+    line_punct_exclude_zero: bool = Field(False, description="keep documents where no line ends in punctuation")
+    max_short_line_ratio: float = Field(0.67, description="share of short lines at or above this: rejected")
+    short_line_length: int = Field(30, description="a line of at most this many characters is short")
+    max_char_dup_ratio: float = Field(0.01, description="share of characters in duplicate lines at or above this: "
+                                                        "rejected")
+    max_newline_word_ratio: float = Field(0.3, description="newlines per word above this: rejected (`list_ratio`)")
 
 
 def check(text: str, cfg: FineWebConfig) -> str | None:
@@ -33,3 +38,6 @@ def check(text: str, cfg: FineWebConfig) -> str | None:
     if text.count("\n") / n_words > cfg.max_newline_word_ratio:
         return "list_ratio"
     return None
+
+
+RULE = Rule("fineweb", FineWebConfig, lambda doc, cfg: check(doc["text"], cfg))

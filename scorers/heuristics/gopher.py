@@ -7,38 +7,48 @@ import re
 
 import numpy as np
 
-from scorers._config import StrictModel
+from pydantic import Field
+
 from scorers.heuristics.text_utils import duplicated, non_empty_lines, paragraphs, raw_tokens, words
+from scorers.rule import Rule, RuleConfig
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 _ALPHA = re.compile(r"[^\W\d_]")  # a letter in any script
 BULLETS = ("•", "‣", "⁃", "◦", "●", "-", "*", "–", "—", "·")
 
 
-class GopherQualityConfig(StrictModel):
-    enabled: bool = True
-    min_doc_words: int = 50
-    max_doc_words: int = 100_000
-    min_avg_word_length: float = 3.0
-    max_avg_word_length: float = 10.0
-    max_symbol_word_ratio: float = 0.1
-    max_bullet_lines_ratio: float = 0.9
-    max_ellipsis_lines_ratio: float = 0.3
-    min_alpha_words_ratio: float = 0.8
-    min_stop_words: int = 2
-    stop_words: tuple[str, ...] = STOP_WORDS
+class GopherQualityConfig(RuleConfig):
+    """Gopher's quality rules (Rae et al. 2021); reasons are the field names."""
+
+    min_doc_words: int = Field(50, description="fewer words: rejected")
+    max_doc_words: int = Field(100_000, description="more words: rejected")
+    min_avg_word_length: float = Field(3.0, description="shorter mean word length: rejected")
+    max_avg_word_length: float = Field(10.0, description="longer mean word length: rejected")
+    max_symbol_word_ratio: float = Field(0.1, description="`#`, `...` and `…` per word above this: rejected")
+    max_bullet_lines_ratio: float = Field(0.9, description="share of lines starting with a bullet above this: "
+                                                           "rejected")
+    max_ellipsis_lines_ratio: float = Field(0.3, description="share of lines ending with an ellipsis above this: "
+                                                             "rejected")
+    min_alpha_words_ratio: float = Field(0.8, description="share of whitespace tokens with a letter below this: "
+                                                          "rejected")
+    min_stop_words: int = Field(2, description="fewer occurrences of `stop_words`: rejected")
+    stop_words: tuple[str, ...] = Field(STOP_WORDS, description="Gopher's stop words")
 
 
-class GopherRepetitionConfig(StrictModel):
-    enabled: bool = True
-    max_dup_line_frac: float = 0.3
-    max_dup_para_frac: float = 0.3
-    max_dup_line_char_frac: float = 0.2
-    max_dup_para_char_frac: float = 0.2
-    # fraction of characters in the most frequent n-gram, for n = 2, 3, 4
-    max_top_ngram_char_frac: dict[int, float] = {2: 0.20, 3: 0.18, 4: 0.16}
-    # fraction of characters in n-grams that occur more than once, for n = 5 .. 10
-    max_dup_ngram_char_frac: dict[int, float] = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+class GopherRepetitionConfig(RuleConfig):
+    """Gopher's repetition rules: duplicate lines and paragraphs, repeated n-grams. Reasons:
+    `dup_line_frac`, `dup_para_frac`, `dup_line_char_frac`, `dup_para_char_frac`, `top_<n>_gram_char_frac`,
+    `dup_<n>_gram_char_frac`."""
+
+    max_dup_line_frac: float = Field(0.3, description="share of lines that repeat an earlier line")
+    max_dup_para_frac: float = Field(0.3, description="share of paragraphs that repeat an earlier one")
+    max_dup_line_char_frac: float = Field(0.2, description="share of characters in repeated lines")
+    max_dup_para_char_frac: float = Field(0.2, description="share of characters in repeated paragraphs")
+    max_top_ngram_char_frac: dict[int, float] = Field(
+        {2: 0.20, 3: 0.18, 4: 0.16}, description="n -> share of word characters in the most frequent n-gram")
+    max_dup_ngram_char_frac: dict[int, float] = Field(
+        {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        description="n -> share of word characters in n-grams that occur more than once")
 
 
 def check_quality(text: str, cfg: GopherQualityConfig) -> str | None:
@@ -138,3 +148,7 @@ def check_repetition(text: str, cfg: GopherRepetitionConfig) -> str | None:
         if _dup_ngram_char_frac(ids, lengths, n, word_chars) > limit:
             return f"dup_{n}_gram_char_frac"
     return None
+
+
+REPETITION = Rule("gopher_repetition", GopherRepetitionConfig, lambda doc, cfg: check_repetition(doc["text"], cfg))
+QUALITY = Rule("gopher_quality", GopherQualityConfig, lambda doc, cfg: check_quality(doc["text"], cfg))

@@ -4,16 +4,17 @@ import functools
 import re
 from urllib.parse import urlsplit
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
-from scorers._config import StrictModel
+from scorers.rule import Rule, RuleConfig
 
 
-class UrlBlocklistConfig(StrictModel):
-    enabled: bool = True
-    domains: tuple[str, ...] = ()
-    domains_file: str | None = None  # one domain per line, '#' comments
-    patterns: tuple[str, ...] = ()  # regular expressions searched in the full URL
+class UrlBlocklistConfig(RuleConfig):
+    """Documents whose URL is on a block list: `domain`, `pattern` (detail: the URL)."""
+
+    domains: tuple[str, ...] = Field((), description="registered domains; their subdomains match too")
+    domains_file: str | None = Field(None, description="a file of domains, one per line, `#` comments")
+    patterns: tuple[str, ...] = Field((), description="regular expressions searched in the full URL")
 
     @field_validator("patterns")
     @classmethod
@@ -57,3 +58,7 @@ def check(url: str | None, cfg: UrlBlocklistConfig) -> str | None:
     if pattern is not None and pattern.search(url):
         return "pattern"
     return None
+
+
+RULE = Rule("url_blocklist", UrlBlocklistConfig, lambda doc, cfg: check(doc.get("url"), cfg), detail="url",
+            needs_text=False)

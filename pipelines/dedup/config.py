@@ -1,0 +1,50 @@
+"""The dedup stage's config."""
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from scorers._config import StrictModel
+
+
+class MinHashConfig(StrictModel):
+    """Near duplicates by MinHash LSH over word n-gram shingles (14 x 8 = FineWeb's setting, aimed at
+    Jaccard 0.75-0.8)."""
+
+    enabled: bool = Field(True, description="find near duplicates (else exact copies only)")
+    ngram: int = Field(5, ge=1, description="word n-gram shingles")
+    num_perm: int = Field(112, ge=1, description="MinHash permutations (= bands x rows)")
+    bands: int = Field(14, ge=1, description="LSH bands")
+    rows: int = Field(8, ge=1, description="rows per band")
+    seed: int = Field(1, description="seed of the permutations")
+    lowercase: bool = Field(True, description="normalise: lowercase")
+    normalize_digits: bool = Field(True, description="normalise: every digit becomes 0")
+    strip_punctuation: bool = Field(True, description="normalise: punctuation dropped")
+    verify: bool = Field(False, description="keep only candidate pairs whose exact shingle Jaccard >= "
+                                            "verify_threshold")
+    verify_threshold: float = Field(0.7, ge=0, le=1, description="see verify")
+
+    @field_validator("rows")
+    @classmethod
+    def _bands_times_rows(cls, rows: int, info) -> int:
+        if "num_perm" in info.data and "bands" in info.data and info.data["bands"] * rows != info.data["num_perm"]:
+            raise ValueError(f"bands x rows must equal num_perm ({info.data['bands']} x {rows} != "
+                             f"{info.data['num_perm']})")
+        return rows
+
+
+class DedupConfig(StrictModel):
+    """Exact and near-duplicate removal across the release (and earlier releases). In each cluster the
+    document kept is the smallest id (or the longest); every other one is a reject with
+    `reason=duplicate`, `detail=exact|minhash` and `duplicate_of` = the kept id."""
+
+    exact: bool = Field(True, description="remove exact copies (hash of the normalised text)")
+    minhash: MinHashConfig = Field(MinHashConfig(), description="near duplicates")
+    keep: Literal["first_id", "longest"] = Field("first_id", description="which member of a cluster is kept")
+    buckets: int = Field(16, ge=1, description="band keys are hash-partitioned into this many shuffle files")
+    against: list[str] = Field(default_factory=list,
+                               description="earlier releases (folders or globs) whose documents are already "
+                                           "shipped; a glob expands to the finished releases it matches, never "
+                                           "this one, and may match nothing")
+    max_union_find_edges: int = Field(5_000_000, ge=0, description="above this many edges, components are found "
+                                                                   "out of core (DuckDB)")

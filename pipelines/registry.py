@@ -1,0 +1,9 @@
+"""Every stage, in pipeline order: the only list of them. A stage whose block is in a release's
+`stages:` runs; the others do not. Adding a stage is a module exporting a `Stage` and one entry here."""
+
+import tokenize_stage
+from pipelines import dedup, mixture
+from pipelines.stages import extract, filter, score, select
+
+STAGES = (extract.STAGE, filter.STAGE, score.STAGE, select.STAGE, dedup.STAGE, mixture.STAGE, tokenize_stage.STAGE)
+BY_NAME = {stage.name: stage for stage in STAGES}

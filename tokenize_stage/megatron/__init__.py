@@ -1,0 +1,1 @@
+"""The token format: Megatron-LM indexed datasets with a manifest (writer, reader, manifest; README.md)."""
