@@ -25,6 +25,7 @@ run: $(STAMP) models/preselect-sample.bin
 	$(VENV)/bin/gristmill run configs/releases/sample.yaml
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 # Benchmarks install their peers (datatrove, ...) into a separate venv: see bench/README.md.

@@ -10,6 +10,7 @@ import json
 import random
 import subprocess
 import sys
+from functools import partial
 
 from extract_filter import HERE, ROOT, WORK, measure
 
@@ -111,9 +112,9 @@ def main() -> None:
     results = {}
     for copies in (1, 4):
         folder, n_docs = corpus(args, copies)
-        runs = {"gristmill": lambda: run_gristmill(folder, args.workers),
-                "datatrove": lambda: run_datatrove(folder, args.workers),
-                "datasketch (1 proc)": lambda: run_datasketch(folder)}
+        runs = {"gristmill": partial(run_gristmill, folder, args.workers),
+                "datatrove": partial(run_datatrove, folder, args.workers),
+                "datasketch (1 proc)": partial(run_datasketch, folder)}
         for tool, fn in runs.items():
             r = fn()
             cores = 1 if tool.startswith("datasketch") else args.workers
@@ -123,8 +124,9 @@ def main() -> None:
                   f"{r['docs_per_s_core']:>13.1f}{r['peak_rss_worker_mb']:>13.0f}")
     for copies in (1, 4):
         g = results[(copies, "gristmill")]["docs_per_s_core"]
-        print(f"{copies}x: gristmill / datatrove docs/s per core {g / results[(copies, 'datatrove')]['docs_per_s_core']:.2f}x,"
-              f" / datasketch {g / results[(copies, 'datasketch (1 proc)')]['docs_per_s_core']:.2f}x")
+        datatrove, datasketch = (results[(copies, t)]["docs_per_s_core"] for t in ("datatrove", "datasketch (1 proc)"))
+        print(f"{copies}x: gristmill / datatrove docs/s per core {g / datatrove:.2f}x, "
+              f"/ datasketch {g / datasketch:.2f}x")
     growth = results[(4, "gristmill")]["seconds"] / results[(1, "gristmill")]["seconds"]
     print(f"gristmill time 1x -> 4x input: x{growth:.2f}")
 

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from extract_filter import ROOT, WORK
 
 sys.path.insert(0, str(ROOT))
@@ -59,7 +58,7 @@ def main() -> None:
             truth_texts = texts
             shingles = {i: set(minhash.shingle_hashes(minhash.normalize(t), 5).tolist()) for i, t in texts.items()}
 
-            def jac(a, b):
+            def jac(a, b, shingles=shingles):
                 sa, sb = shingles[a], shingles[b]
                 return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
 

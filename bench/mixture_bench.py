@@ -6,16 +6,18 @@ dedup_bench.py: the extracted crawl sample)."""
 import resource
 import sys
 import time
+from functools import partial
 
 import numpy as np
-
 from extract_filter import ROOT, WORK
 
 sys.path.insert(0, str(ROOT))
 from pipelines import stats  # noqa: E402
-from pipelines.config import ClimbConfig, ProxyConfig, SearchConfig, SourceConfig  # noqa: E402
 from pipelines.mixture import climb  # noqa: E402
+from pipelines.mixture.config import ClimbConfig, ProxyConfig, SearchConfig  # noqa: E402
 from pipelines.mixture.proxy import NgramProxy  # noqa: E402
+from pipelines.readers import SourceConfig  # noqa: E402
+from pipelines.sample import sample_texts  # noqa: E402
 from scorers.embed import EmbedConfig, embed  # noqa: E402
 
 
@@ -46,9 +48,9 @@ def main() -> None:
 
     for k in (16, 64):
         cfg = ClimbConfig(clusters=k, iterations=25)
-        (labels, _), ours = timed(lambda: climb.kmeans(vectors, k, cfg))
-        theirs_model, theirs = timed(lambda: MiniBatchKMeans(k, random_state=0, n_init=1, max_iter=25,
-                                                             batch_size=1024).fit(vectors))
+        (labels, _), ours = timed(partial(climb.kmeans, vectors, k, cfg))
+        theirs_model, theirs = timed(partial(MiniBatchKMeans(k, random_state=0, n_init=1, max_iter=25,
+                                                             batch_size=1024).fit, vectors))
         inertia = lambda lab, cen: float(((vectors - cen[lab]) ** 2).sum())  # noqa: E731
         centroids = np.stack([vectors[labels == c].mean(0) if (labels == c).any() else np.zeros(vectors.shape[1])
                               for c in range(k)])
@@ -60,8 +62,6 @@ def main() -> None:
     pools = [[t for t, lab in zip(texts, labels) if lab == c] for c in range(8)]
     validation = SourceConfig(name="v", paths=[str(ROOT / "tests/data/validation/python-docs.jsonl")], format="jsonl")
     proxy_cfg = ProxyConfig(validation=validation, train_chars=300_000)
-    from pipelines.preselect_train import sample_texts
-
     proxy = NgramProxy(proxy_cfg, pools, [t for _, t in sample_texts(validation, 1000)])
     shares = np.array([sum(map(len, p)) for p in pools], dtype=float)
     search_cfg = SearchConfig(runs=[16], proxy=proxy_cfg)

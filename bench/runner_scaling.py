@@ -34,14 +34,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import psutil
-
 from extract_filter import ROOT, WORK, peak_rss
 
 sys.path.insert(0, str(ROOT))
 from pipelines import stats  # noqa: E402
 
 HERE_WORK = WORK / "runner-scaling"
-CPU_PHASES = ("documents", "dedup map", "mixture features", "tokens")
+CPU_PHASES = ("documents", "dedup map", "mixture features", "tokenize")
 TARGET = 1.7  # 2-worker speed-up asked of the CPU-bound phases
 
 CONFIG = """# the stages of configs/releases/sample.yaml without score (written by bench/runner_scaling.py)

@@ -9,7 +9,6 @@ import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from extract_filter import ROOT, WORK, measure
 
 sys.path.insert(0, str(ROOT))

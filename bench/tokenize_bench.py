@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from extract_filter import ROOT, WORK, measure
 
 sys.path.insert(0, str(ROOT))
@@ -65,7 +64,7 @@ def run_stage(corpus_path: Path, seq_len: int, pack: str) -> dict:
     config = WORK / f"{out.name}.yaml"
     config.write_text(TOKENIZE_CONFIG.format(out=out, corpus=corpus_path, seq_len=seq_len, pack=pack))
     result = measure([str(ROOT / ".venv/bin/gristmill"), "run", str(config), "--quiet"])
-    manifest = json.loads((out / "tokens/manifest.json").read_text())
+    manifest = json.loads((out / "tokenize/manifest.json").read_text())
     log = json.loads(next((out / "_logs").glob("run-*.json")).read_text())
     con = stats.connect(str(out))
     [(docs, split_fit)] = con.execute(

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from pipelines.config import load_yaml
 from pipelines.readers import SourceConfig

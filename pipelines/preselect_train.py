@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from pipelines.config import load_yaml
 from pipelines.readers import SourceConfig

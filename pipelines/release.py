@@ -7,6 +7,7 @@ global work adds its phases after it (maps, shuffles through storage, reduces), 
 import datetime as dt
 import os
 import time
+from dataclasses import replace
 
 import fsspec
 import pyarrow.parquet as pq
@@ -20,7 +21,7 @@ from pipelines.readers import HTML_FORMATS, MAX_PAYLOAD_BYTES
 from pipelines.registry import STAGES
 from pipelines.runners import combined, make_runner
 from pipelines.shard_task import ShardTask
-from pipelines.stage import Phase, PhaseContext, Upstream
+from pipelines.stage import Phase, PhaseContext, Stage, Upstream
 
 DOCUMENTS = "documents"  # the per-document phase
 
@@ -30,33 +31,62 @@ class ShardFailures(RuntimeError):
 
 
 def plan(cfg: ReleaseConfig) -> list[ShardTask]:
-    """One task per input file, numbered by its place in the sorted input list (not by worker)."""
-    tasks = []
+    """One shard per input file, numbered by its place in the sorted input list (not by worker)."""
+    # the HTML stage's payload limit: the reader keeps no more of a payload than that stage would parse
+    payload = next((getattr(cfg.stages, s.name).max_payload_bytes for s in STAGES
+                    if s.reads_html and getattr(cfg.stages, s.name) is not None), MAX_PAYLOAD_BYTES)
+    shards = []
     for src in cfg.sources:
         fs, _ = fsspec.core.url_to_fs(src.paths[0], **src.storage_options)
         files = sorted({f for pattern in src.paths for f in expand_paths(pattern, src.storage_options)})
-        chain = tuple((stage, getattr(cfg.stages, stage.name)) for stage in STAGES
-                      if stage.per_document and getattr(cfg.stages, stage.name) is not None
-                      and (not stage.reads_html or src.format in HTML_FORMATS))
-        # the HTML stage's payload limit: the reader keeps no more of a payload than it would parse
-        payload = next((c.max_payload_bytes for s, c in chain if s.reads_html), MAX_PAYLOAD_BYTES)
         for path in files:
-            tasks.append(ShardTask(part=f"part-{len(tasks):05d}", source=src, input_file=path,
-                                   input_size=fs.size(path), chain=chain, output=cfg.output,
-                                   max_payload_bytes=payload))
-    return tasks
+            shards.append(ShardTask(part=f"part-{len(shards):05d}", source=src, input_file=path,
+                                    input_size=fs.size(path), chain=(), output=cfg.output,
+                                    max_payload_bytes=payload))
+    return shards
+
+
+def _segments(cfg: ReleaseConfig) -> list[list[Stage]]:
+    """The configured stages in pipeline order, grouped: consecutive per-document stages run together
+    (one task per shard); a global stage is a group of its own."""
+    groups: list[list[Stage]] = []
+    for stage in STAGES:
+        if getattr(cfg.stages, stage.name) is None:
+            continue
+        if stage.per_document and groups and groups[-1][0].per_document:
+            groups[-1].append(stage)
+        else:
+            groups.append([stage])
+    return groups
+
+
+def _chain(cfg: ReleaseConfig, stages: list[Stage], source_format: str) -> tuple:
+    """The stages that apply to a source's records, with their configs (an HTML stage only to HTML)."""
+    return tuple((s, getattr(cfg.stages, s.name)) for s in stages
+                 if not s.reads_html or source_format in HTML_FORMATS)
 
 
 def phases(cfg: ReleaseConfig, shards: list[ShardTask]) -> list[Phase]:
-    """The documents phase, then each configured global stage's phases, in pipeline order."""
-    with_stages = [t for t in shards if t.chain]
-    out = [Phase(DOCUMENTS, tuple(sorted({stage.name for t in with_stages for stage, _ in t.chain})), with_stages)]
-    # what the next phase reads, per part: the last stage's folder (None: the input file) and fingerprint
-    ctx = PhaseContext(cfg, shards, {t.part: Upstream(t.chain[-1][0].name if t.chain else None, t.fingerprint())
-                                     for t in shards})
-    for stage in STAGES:
-        if stage.phases is not None and getattr(cfg.stages, stage.name) is not None:
-            out += stage.phases(ctx)
+    """Every phase in pipeline order: a `documents` phase per run of per-document stages, and the
+    phases of each global stage. Each reads what the one before it wrote (`ctx.upstream`)."""
+    ctx = PhaseContext(cfg, shards, {t.part: Upstream(None, t.fingerprint_upto(-1)) for t in shards})
+    out: list[Phase] = []
+    runs = 0  # documents phases so far
+    for group in _segments(cfg):
+        if not group[0].per_document:
+            out += group[0].phases(ctx)
+            continue
+        tasks = []
+        for shard in shards:
+            upstream = ctx.upstream[shard.part]
+            task = replace(shard, chain=_chain(cfg, group, shard.source.format),
+                           after=upstream if upstream.stage else None)
+            if task.chain:
+                tasks.append(task)
+                ctx.upstream[shard.part] = Upstream(task.chain[-1][0].name, task.fingerprint())
+        runs += 1
+        used = tuple(sorted({stage.name for t in tasks for stage, _ in t.chain}))
+        out.append(Phase(DOCUMENTS if runs == 1 else f"{DOCUMENTS} {runs}", used, tasks))
     return out
 
 

@@ -24,7 +24,8 @@ def render(output: str) -> str:
              "<h2>Rejects by reason</h2>", table(["stage", "reason", "documents"], f["rejects"], "rejects")]
     if f["errors"]:
         parts += ["<h2>Errors</h2>", table(["stage", "file", "error", "records"], f["errors"], "errors")]
-    hist = con.execute("SELECT metric, sum(value) FROM stats WHERE metric LIKE 'hist.%' GROUP BY 1 ORDER BY 1").fetchall()
+    hist = con.execute("SELECT metric, sum(value) FROM stats WHERE metric LIKE 'hist.%' "
+                       "GROUP BY 1 ORDER BY 1").fetchall()
     families: dict[str, list[tuple[str, float]]] = {}
     for metric, value in hist:
         family, _, bucket = metric[len("hist."):].rpartition(".") if not metric.startswith("hist.preselect_score") \

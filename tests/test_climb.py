@@ -11,10 +11,10 @@ import pytest
 
 from pipelines import stats
 from pipelines.config import ConfigError, load_config
-from pipelines.mixture.config import ClimbConfig, ProxyConfig, SearchConfig
-from pipelines.readers import SourceConfig
 from pipelines.mixture import climb
+from pipelines.mixture.config import ClimbConfig, ProxyConfig, SearchConfig
 from pipelines.mixture.proxy import CommandProxy
+from pipelines.readers import SourceConfig
 from pipelines.release import run_release
 from scorers.embed import EmbedConfig, embed
 from tests.conftest import ROOT
@@ -95,8 +95,10 @@ def test_mixture_outputs_budget_and_repeat_cap(climb_run):
     assert con.execute("SELECT max(copies) FROM mixture").fetchone()[0] <= 2
     # the search favours the cluster holding the Python docs (the validation set's family)
     python = con.execute("SELECT m.stratum FROM mixture m JOIN docs_extract d USING (id) "
-                         "WHERE d.url LIKE 'https://docs.python.org/%' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
-    share = con.execute(f"SELECT sum(tokens) FILTER (WHERE stratum = '{python}') / sum(tokens) FROM clusters").fetchone()[0]
+                         "WHERE d.url LIKE 'https://docs.python.org/%' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+                         ).fetchone()[0]
+    share = con.execute(f"SELECT sum(tokens) FILTER (WHERE stratum = '{python}') / sum(tokens) FROM clusters"
+                        ).fetchone()[0]
     assert report["weights"][python] > share
     assert stats.funnel(cfg.output)["adds_up"]
     assert con.execute("SELECT count(DISTINCT cluster) FROM docs_mixture").fetchone()[0] >= 2
@@ -119,7 +121,8 @@ def test_search_finds_a_known_optimum():
         return float(((w - best) ** 2).sum()), "ok"
 
     shares = np.full(5, 0.2)
-    cfg = SearchConfig(runs=[64, 32, 16], proxy=ProxyConfig(validation=SourceConfig(name="v", paths=["x"], format="jsonl")))
+    validation = SourceConfig(name="v", paths=["x"], format="jsonl")
+    cfg = SearchConfig(runs=[64, 32, 16], proxy=ProxyConfig(validation=validation))
     found = climb.search(shares, objective, cfg)
     assert objective(np.array(found["weights"]), 0)[0] < 0.03  # the random start's mean is ~0.12
     first = np.mean([h["objective"] for h in found["history"] if h["iteration"] == 1])

@@ -48,7 +48,8 @@ def test_empty_stage_blocks_take_defaults(tmp_path):
     [
         (("filter: {}", "filter: {gopher_quality: {min_doc_wordz: 3}}"), "stages.filter.gopher_quality.min_doc_wordz",
          "Extra inputs are not permitted"),
-        (("filter: {}", "filter: {gopher_quality: {min_doc_words: many}}"), "stages.filter.gopher_quality.min_doc_words",
+        (("filter: {}", "filter: {gopher_quality: {min_doc_words: many}}"),
+         "stages.filter.gopher_quality.min_doc_words",
          "valid integer"),
         (("workers: 2", "workers: 0"), "runner.workers", "greater than or equal to 1"),
         (("format: warc", "format: html"), "sources[0].format", "'warc'"),

@@ -71,7 +71,8 @@ def test_answers_in_order_with_concurrency(server):
 
 
 def test_retries_on_503_and_429(server):
-    server.respond = lambda n, body: ((503, "", 0) if n <= 2 else (429, "", 0) if n == 3 else (200, json.dumps(GOOD), 0))
+    server.respond = lambda n, body: ((503, "", 0) if n <= 2 else (429, "", 0) if n == 3
+                                      else (200, json.dumps(GOOD), 0))
     t = teacher(server.url, max_concurrency=1, max_retries=4)
     [result] = t.rate(docs(1))
     assert result["error"] is None and server.seen == 4 == t.requests

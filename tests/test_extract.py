@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from pipelines.stages.extract import ExtractConfig
 from pipelines.stages import extract
 from pipelines.stages.charset import decode_html
+from pipelines.stages.extract import ExtractConfig
 from pipelines.stages.limits import DocumentTimeout, time_limit
 from tests import warc_factory as wf
 

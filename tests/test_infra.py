@@ -409,8 +409,12 @@ def test_flink_release_validates(tmp_path, monkeypatch, capsys):
 
 def test_flink_options_parse_into_flink_runner_options():
     pytest.importorskip("apache_beam", reason="pip install -e '.[beam]'")
-    from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOptions, PortableOptions,
-                                                      StandardOptions)
+    from apache_beam.options.pipeline_options import (
+        FlinkRunnerOptions,
+        PipelineOptions,
+        PortableOptions,
+        StandardOptions,
+    )
 
     runner = yaml.safe_load(FLINK.read_text())["runner"]
     assert runner["kind"] == "beam"

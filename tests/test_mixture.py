@@ -8,8 +8,8 @@ import pytest
 
 from pipelines import stats
 from pipelines.config import ConfigError, load_config
-from pipelines.mixture.config import MixtureConfig
 from pipelines.mixture import sampling
+from pipelines.mixture.config import MixtureConfig
 from pipelines.mixture.tasks import FEATURE_SCHEMA, plan
 from pipelines.release import run_release
 from tests.conftest import ROOT
@@ -118,7 +118,8 @@ stages:
     pool = dict(con.execute(f"SELECT source, sum(tokens) FROM '{cfg.output}/mixture/_features/*.parquet' GROUP BY 1")
                 .fetchall())
     assert abs(strata["books"] / 4000 - pool["books"] / sum(pool.values())) < 0.05  # proportional to its share
-    tokens = con.execute("SELECT sum(doc_tokens) FROM (SELECT DISTINCT part, doc_id, doc_tokens FROM tokens)").fetchone()
+    tokens = con.execute("SELECT sum(doc_tokens) FROM (SELECT DISTINCT part, doc_id, doc_tokens FROM tokens)"
+                         ).fetchone()
     assert tokens[0] is not None
     # the web documents taken are the best-scored ones
     taken = {r[0] for r in con.execute("SELECT id FROM docs_mixture").fetchall()}

@@ -157,3 +157,36 @@ def test_bytes_do_not_depend_on_batching_or_resume_point(tmp_path, monkeypatch):
     log = run_release(resumed, progress=False)
     assert "extract" not in {s for r in log["reports"] for s in r["stages"]}
     assert tree(out) == tree(Path(reference.output))
+
+
+def test_per_document_stages_after_a_global_stage(tmp_path, monkeypatch):
+    """The registry's order is the pipeline's: a per-document stage placed after a global one runs as a
+    second documents phase over that stage's output (as a decontamination stage after dedup would)."""
+    from pipelines import release
+
+    order = [s.name for s in release.STAGES]
+    moved = [s for s in release.STAGES if s.name != "filter"]
+    moved.insert(order.index("dedup"), release.STAGES[order.index("filter")])  # filter right after dedup
+    monkeypatch.setattr(release, "STAGES", tuple(moved))
+    monkeypatch.setattr(stats, "STAGE_ORDER", ["read"] + [s.name for s in moved])
+    text = CONFIG.format(out=tmp_path / "out", inputs=SAMPLE, extra="").replace(
+        "dedup: {minhash: {verify: true}, buckets: 4}", "dedup: {buckets: 2}")
+    text = text[: text.index("  mixture:")]
+    (tmp_path / "c.yaml").write_text(text)
+    cfg = load_config(str(tmp_path / "c.yaml"))
+    log = run_release(cfg, progress=False)
+    assert [r["phase"].split(": ")[1] for r in sorted(log["reports"], key=lambda r: r["started"])][-2:] \
+        == ["documents 2", "documents 2"]
+    f = stats.funnel(cfg.output)
+    assert f["adds_up"] and f["stages"]["filter"]["docs_in"] == f["stages"]["dedup"]["docs_out"]
+    assert f["stages"]["dedup"]["docs_in"] == f["stages"]["extract"]["docs_out"]
+    con = stats.connect(cfg.output)
+    columns = {r[0] for r in con.execute("DESCRIBE docs_filter").fetchall()}
+    assert {"charset", "language", "pii_redactions"} <= columns
+
+    again = run_release(cfg, progress=False)
+    assert again["skipped"] == again["tasks"]
+    changed = load_config(str(tmp_path / "c.yaml"), {"stages.dedup.buckets": 3})
+    log = run_release(changed, progress=False)
+    redone = {r["phase"].split(": ")[1] for r in log["reports"] if not r["skipped"]}
+    assert "documents 2" in redone and "documents" not in redone  # filter follows dedup; extract does not

@@ -16,8 +16,8 @@ import yaml
 
 from pipelines import stats
 from pipelines.config import load_config
-from pipelines.release import run_release
 from pipelines.diff import ReleaseError, diff, format_diff
+from pipelines.release import run_release
 from pipelines.report import render
 from tests.test_release import gristmill, make_config
 

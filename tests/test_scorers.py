@@ -169,6 +169,7 @@ stages: {{score: {{preselect: {{model: {model}}}}}}}
             load_config(str(config))
     config.write_text(config.read_text().replace(
         f"{{preselect: {{model: {bad}}}}}",
-        f"{{preselect: {{model: {sample_preselect_model}}}}}, select: [{{column: preselect_score, top_fraction: 0.42}}]"))
+        f"{{preselect: {{model: {sample_preselect_model}}}}}, "
+        "select: [{column: preselect_score, top_fraction: 0.42}]"))
     with pytest.raises(ConfigError, match=r"select\[0\]\.top_fraction: .*no threshold recorded"):
         load_config(str(config))

@@ -12,10 +12,10 @@ from pipelines import stats
 from pipelines.config import ConfigError, load_config
 from pipelines.release import run_release
 from tests.conftest import SAMPLE
-from tokenize_stage.packing import pack
-from tokenize_stage.megatron.reader import MegatronIndex, PackedSamples
-from tokenize_stage.tokenizers import load_tokenizer
 from tests.warc_factory import PROSE
+from tokenize_stage.megatron.reader import MegatronIndex, PackedSamples
+from tokenize_stage.packing import pack
+from tokenize_stage.tokenizers import load_tokenizer
 
 
 def random_docs(n=300, seed=0, max_len=3000):

@@ -17,8 +17,9 @@ def phases(ctx: PhaseContext) -> list[Phase]:
     maps_fingerprint = io.sha256_json({"maps": [m.fingerprint() for m in maps], "against": cfg.against})
     applies = [DedupApplyTask(s, cfg, ctx.upstream[s.part], maps_fingerprint) for s in ctx.shards]
     ctx.upstream.update({s.part: Upstream(NAME, maps_fingerprint) for s in ctx.shards})
+    reduces = [DedupGlobalTask(output, cfg, maps_fingerprint, b) for b in range(cfg.buckets)]
     return [Phase("dedup map", (NAME,), maps),
-            Phase("dedup reduce", (NAME,), [DedupGlobalTask(output, cfg, maps_fingerprint, b) for b in range(cfg.buckets)]),
+            Phase("dedup reduce", (NAME,), reduces),
             Phase("dedup cluster", (NAME,), [DedupGlobalTask(output, cfg, maps_fingerprint)]),
             Phase("dedup", (NAME,), applies)]
 

@@ -34,6 +34,6 @@ def check_index(release: str, cfg) -> None:
     for f in sorted(fs.glob(f"{root}/_bands/*/*.parquet")) + sorted(fs.glob(f"{root}/_sig/*.parquet")):
         try:
             with fs.open(f, "rb") as fh:
-                pq.ParquetFile(fh).metadata
+                pq.read_metadata(fh)
         except Exception as exc:  # noqa: BLE001 - any unreadable file makes the index unusable
             raise IndexError_(f"{f} is not a readable Parquet file: {exc}") from None

@@ -4,7 +4,7 @@ Text is normalised (NFC, lowercase, digits -> 0, punctuation dropped, whitespace
 into words, and every word n-gram is hashed to 64 bits (xxh64 of each distinct word, then a
 polynomial over the n words). Permutation i is a splitmix64 mix of (shingle XOR seed_i); the
 signature is the minimum over shingles. A text with fewer than n words is one shingle (all its
-words), so short documents still match their exact copies; the README says so.
+words), so short documents still match their exact copies (docs/stages.md says so).
 """
 
 import re

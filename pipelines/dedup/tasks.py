@@ -256,7 +256,8 @@ class DedupApplyTask(OfShard):
                 outputs.write(rejects=[reject(doc, NAME, "empty_text")])
             elif doc["id"] in removed:
                 r = removed[doc["id"]]
-                outputs.write(rejects=[reject(doc, NAME, "duplicate", r["reason"]) | {"duplicate_of": r["duplicate_of"]}])
+                row = reject(doc, NAME, "duplicate", r["reason"]) | {"duplicate_of": r["duplicate_of"]}
+                outputs.write(rejects=[row])
             else:
                 outputs.write(docs=[doc])
         return {NAME: outputs.commit(docs_in=docs.count)}

@@ -30,7 +30,10 @@ def kmeans(vectors: np.ndarray, k: int, cfg: ClimbConfig) -> tuple[np.ndarray, n
 
     faiss.omp_set_num_threads(1)  # the same float sums in the same order: reproducible centroids
     rng = np.random.default_rng(cfg.seed)
-    train = vectors if len(vectors) <= cfg.train_sample else vectors[np.sort(rng.choice(len(vectors), cfg.train_sample, replace=False))]
+    if len(vectors) <= cfg.train_sample:
+        train = vectors
+    else:
+        train = vectors[np.sort(rng.choice(len(vectors), cfg.train_sample, replace=False))]
     model = faiss.Kmeans(vectors.shape[1], k, niter=cfg.iterations, seed=cfg.seed + 1, verbose=False,
                          min_points_per_centroid=1, max_points_per_centroid=1 << 30)
     model.train(np.ascontiguousarray(train, dtype=np.float32))

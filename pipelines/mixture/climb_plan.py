@@ -71,9 +71,11 @@ def plan_clusters(output: str, inputs: tuple[tuple[ShardTask, str | None], ...],
     quality = features.column("quality").to_numpy(zero_copy_only=False).astype(float) if c.prune else None
     clusters = climb.build_clusters(vectors, quality, c)
     keys = [clusters.key(int(a)) for a in clusters.assignment]
-    excluded = [e if k != "pruned" else "pruned_cluster" for e, k in zip(features.column("excluded_by").to_pylist(), keys)]
+    excluded = [e if k != "pruned" else "pruned_cluster"
+                for e, k in zip(features.column("excluded_by").to_pylist(), keys)]
     features = features.set_column(features.schema.get_field_index("excluded_by"), "excluded_by",
-                                   pa.array(excluded, pa.string())).append_column("cluster", pa.array(keys, pa.string()))
+                                   pa.array(excluded, pa.string()))
+    features = features.append_column("cluster", pa.array(keys, pa.string()))
     tokens = features.column("tokens").to_numpy(zero_copy_only=False)
     kept = sorted(set(keys) - {"pruned"})
     pool_tokens = np.array([tokens[np.array(keys) == k].sum() for k in kept], dtype=float)
@@ -86,7 +88,7 @@ def plan_clusters(output: str, inputs: tuple[tuple[ShardTask, str | None], ...],
         members.setdefault(int(clusters.assignment[i]), []).append(int(i))
     chars_needed = c.search.proxy.train_chars if c.search else 0
     wanted: dict[str, set[str]] = {}
-    for cluster, rows in members.items():
+    for rows in members.values():
         for i in rows[:TERM_DOCS]:
             wanted.setdefault(parts[i], set()).add(ids[i])
     texts = _texts(inputs, wanted)

@@ -67,7 +67,8 @@ def read_jsonl(source, path: str, errors: list[dict]) -> Iterator[dict]:
                 if doc is not None:
                     yield doc
     except (OSError, EOFError) as exc:  # truncated .gz / .zst: keep what was read, report the rest
-        errors.append(error("read", source.name, path, None, type(exc).__name__, f"file unreadable past this point: {exc}"))
+        errors.append(error("read", source.name, path, None, type(exc).__name__,
+                            f"file unreadable past this point: {exc}"))
 
 
 def read_parquet(source, path: str, errors: list[dict]) -> Iterator[dict]:

@@ -1,1 +1,2 @@
-"""Published web-text quality rules, each a module with its config model and a check function."""
+"""Published web-text quality rules: each module has its config model, its check function, and the
+`Rule` (or, for Gopher, two) that the filter stage runs."""

@@ -6,7 +6,6 @@ Defaults are the paper's thresholds. `check_*` returns the name of the first fai
 import re
 
 import numpy as np
-
 from pydantic import Field
 
 from scorers.heuristics.text_utils import duplicated, non_empty_lines, paragraphs, raw_tokens, words

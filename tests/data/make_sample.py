@@ -1,6 +1,7 @@
 """Rebuilds tests/data/sample/ from ../shared/data/crawl-sample/ (kept for provenance, not run by tests).
 
-Keeps the warcinfo record and, for a deterministic hash-chosen ~half (salted: the crawl-sample was itself chosen by sha1 of the URL) of the pages whose gzip
+Keeps the warcinfo record and, for a deterministic hash-chosen ~half (salted: the crawl-sample was itself
+chosen by sha1 of the URL) of the pages whose gzip
 members are under 400 kB, the page's request + response members, byte for byte.
 Usage: python tests/data/make_sample.py ../shared/data/crawl-sample tests/data/sample
 """
