@@ -1,15 +1,15 @@
 """`gristmill report OUT`: one offline HTML page.
 
-The page has the funnel per stage, rejects by reason, score histograms, then each stage's own
-sections (the mixture's cluster weights, the token counts); plots are PNGs embedded as base64, so the
-file opens anywhere.
+The page has the funnel per stage and rejects by reason, then each stage's own sections (score
+histograms, the mixture's cluster weights, the token counts); plots are PNGs embedded as base64, so
+the file opens anywhere.
 """
 
 import html
 
 from pipelines import stats
 from pipelines.registry import STAGES
-from pipelines.report_parts import bars, table
+from pipelines.report_parts import table
 
 
 def render(output: str) -> str:
@@ -24,16 +24,6 @@ def render(output: str) -> str:
              "<h2>Rejects by reason</h2>", table(["stage", "reason", "documents"], f["rejects"], "rejects")]
     if f["errors"]:
         parts += ["<h2>Errors</h2>", table(["stage", "file", "error", "records"], f["errors"], "errors")]
-    hist = con.execute("SELECT metric, sum(value) FROM stats WHERE metric LIKE 'hist.%' "
-                       "GROUP BY 1 ORDER BY 1").fetchall()
-    families: dict[str, list[tuple[str, float]]] = {}
-    for metric, value in hist:
-        family, _, bucket = metric[len("hist."):].rpartition(".") if not metric.startswith("hist.preselect_score") \
-            else ("preselect_score", None, metric[len("hist.preselect_score."):])
-        families.setdefault(family, []).append((bucket, value))
-    if families:
-        parts.append("<h2>Score histograms</h2>")
-        parts += [bars([b for b, _ in rows], [v for _, v in rows], family) for family, rows in sorted(families.items())]
     for stage in STAGES:  # each stage's own sections, in pipeline order
         if stage.report is not None:
             parts += stage.report(con, output)

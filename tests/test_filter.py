@@ -127,3 +127,25 @@ def test_disabled_rules_are_skipped():
                        fineweb={"enabled": False}, gopher_repetition={"enabled": False})
     result = filter_stage.run([doc("Kurz.")], cfg)
     assert len(result.docs) == 1 and result.docs[0].get("language") is None
+
+
+def test_rules_that_are_off_do_not_count_in_fingerprints():
+    """A rule that is off changes nothing, so neither its settings nor a new rule that ships off may
+    invalidate finished work; a rule that is on does count."""
+    from pydantic import create_model
+
+    from pipelines.phase import fingerprint_data
+    from scorers.rule import RuleConfig
+
+    off = fingerprint_data(FilterConfig(c4={"enabled": False}))
+    assert "c4" not in off
+    assert fingerprint_data(FilterConfig(c4={"enabled": False, "min_num_sentences": 9})) == off
+    assert fingerprint_data(FilterConfig(c4={"min_num_sentences": 9})) != fingerprint_data(FilterConfig())
+
+    class NewRuleConfig(RuleConfig):
+        threshold: float = 0.5
+
+    shipped_off = NewRuleConfig(enabled=False)
+    with_new_rule = create_model("Filter2", __base__=FilterConfig, new_rule=(NewRuleConfig, shipped_off))
+    assert fingerprint_data(with_new_rule()) == fingerprint_data(FilterConfig())
+    assert fingerprint_data(with_new_rule(new_rule={"enabled": True})) != fingerprint_data(FilterConfig())

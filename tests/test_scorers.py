@@ -142,6 +142,10 @@ stages:
     rows = con.execute("SELECT reason FROM rejects ORDER BY id").fetchall()
     assert rows == [("select.preselect_score",)] * 4
     assert stats.funnel(cfg.output)["adds_up"]
+    lower = load_config(str(config), {"stages.select": [{"column": "preselect_score", "min": 0.0}]})
+    log = run_release(lower, progress=False)  # a new threshold reruns select, never the model
+    assert {stage for r in log["reports"] for stage in r["stages"]} == {"select"}
+    assert stats.connect(lower.output).execute("SELECT count(*) FROM docs_select").fetchone()[0] == 4
 
     # without that rule everything is kept; German (unseen in training) is flagged, not dropped
     config.write_text(config.read_text().replace(", {column: preselect_score, min: 1.5}", "").replace("/out", "/out2"))

@@ -9,6 +9,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from pipelines.errors import ConfigError
+from pipelines.report_parts import bars
 from pipelines.stage import CheckContext, Stage, StageResult
 from scorers import langid
 from scorers._config import StrictModel
@@ -97,6 +98,21 @@ def _histograms(docs: list[dict]) -> dict[str, float]:
     return counts
 
 
+def report(con, output: str) -> list[str]:
+    """The histograms of the stats table (`hist.<column>.<bucket>`), one chart per column."""
+    families: dict[str, list[tuple[str, float]]] = {}
+    for metric, value in con.execute("SELECT metric, sum(value) FROM stats WHERE stage = ? AND metric LIKE 'hist.%' "
+                                     "GROUP BY 1 ORDER BY 1", [NAME]).fetchall():
+        name = metric[len("hist."):]
+        family, bucket = ("preselect_score", name[len("preselect_score."):]) if name.startswith("preselect_score.") \
+            else name.rsplit(".", 1)  # a preselect_score bucket has a dot of its own (0.3)
+        families.setdefault(family, []).append((bucket, value))
+    if not families:
+        return []
+    return ["<h2>Score histograms</h2>"] + [bars([b for b, _ in rows], [v for _, v in rows], family)
+                                            for family, rows in sorted(families.items())]
+
+
 def check(cfg: ScoreConfig, ctx: CheckContext) -> None:
     """The models load (a missing or corrupt one fails here, not in a worker)."""
     if cfg.preselect is not None:
@@ -124,7 +140,7 @@ def threshold(cfg: ScoreConfig, column: str, fraction: float) -> float:
 
 
 STAGE = Stage(
-    name=NAME, config=ScoreConfig, check=check, run=run, produces=produces, threshold=threshold,
+    name=NAME, config=ScoreConfig, check=check, run=run, produces=produces, threshold=threshold, report=report,
     columns=(pa.field("preselect_score", pa.float64()), *(pa.field(c, pa.int8()) for c in DATAMAN_COLUMNS),
              pa.field("domain", pa.string()), pa.field("score_flag", pa.string())),
 )
