@@ -22,6 +22,10 @@ from scorers.heuristics import c4, fineweb, gopher, url_blocklist
 NAME = "filter"
 RULES = (url_blocklist.RULE, langid.RULE, gopher.REPETITION, gopher.QUALITY, c4.RULE, fineweb.RULE, pii.RULE)
 _FIRST_TEXT_RULE = next(i for i, r in enumerate(RULES) if r.needs_text)
+_RULE_COLUMNS = {c.name: None for r in RULES for c in r.columns}  # None where a rule is off or did not run
+# runs of rules, each starting at a rule that prepares a batch (language id): [(start, end)]
+_STARTS = [0] + [k for k, r in enumerate(RULES) if r.prepare is not None and k > 0]
+_RUNS = list(zip(_STARTS, _STARTS[1:] + [len(RULES)]))
 
 FilterConfig = create_model(
     "FilterConfig", __base__=StrictModel,
@@ -31,33 +35,18 @@ FilterConfig = create_model(
 
 
 def run(docs: Iterable[dict], cfg) -> StageResult:
-    """Filters one batch of documents rule by rule (the shard-task bounds its size; a rule's `prepare`
-    sees the batch in one call). Rejects and errors keep document order, whatever the batch."""
-    batch = [dict(d) | {c.name: None for r in RULES for c in r.columns} for d in docs]  # never change the input
+    """Filters one batch of documents (the shard-task bounds its size). Each document goes through the
+    rules in order, so the word splits the rules share are cached once per document; a rule with a
+    `prepare` first sees the documents still kept in one call. Rejects and errors keep document order."""
+    batch = [dict(d) | _RULE_COLUMNS for d in docs]  # the filter's own copies: never change the input
     removed: dict[int, tuple[str, dict]] = {}  # position -> ("rejects" | "errors", row)
     alive = list(range(len(batch)))
-    for k, rule in enumerate(RULES):
-        if k == _FIRST_TEXT_RULE:
-            alive = _drop_empty(batch, alive, removed)
-        rule_cfg = getattr(cfg, rule.name)
-        if not rule_cfg.enabled:
-            continue
-        if rule.prepare is not None and alive:
-            rule.prepare([batch[i] for i in alive], rule_cfg)
-        kept = []
-        for i in alive:
-            doc = batch[i]
-            try:
-                reason = rule.check(doc, rule_cfg)
-            except Exception as exc:  # noqa: BLE001 - one bad document must not stop the shard
-                removed[i] = ("errors", exception_error(NAME, doc, exc))
-                continue
-            if reason:
-                detail = doc.get(rule.detail) if rule.detail else None
-                removed[i] = ("rejects", reject(doc, NAME, f"{rule.name}.{reason}", detail))
-            else:
-                kept.append(i)
-        alive = kept
+    for start, end in _RUNS:
+        rules = [(k, RULES[k], getattr(cfg, RULES[k].name)) for k in range(start, end)]
+        _, first, first_cfg = rules[0]
+        if first.prepare is not None and first_cfg.enabled and alive:
+            first.prepare([batch[i] for i in alive], first_cfg)
+        alive = [i for i in alive if _passes(batch[i], i, rules, removed)]
     result = StageResult(docs=[batch[i] for i in alive])
     for i in sorted(removed):
         kind, row = removed[i]
@@ -66,11 +55,24 @@ def run(docs: Iterable[dict], cfg) -> StageResult:
     return result
 
 
-def _drop_empty(batch: list[dict], alive: list[int], removed: dict) -> list[int]:
-    for i in alive:
-        if not batch[i]["text"] or not batch[i]["text"].strip():
-            removed[i] = ("rejects", reject(batch[i], NAME, "empty_text"))
-    return [i for i in alive if i not in removed]
+def _passes(doc: dict, i: int, rules: list, removed: dict) -> bool:
+    """Runs `rules` on one document; records why it is removed, if it is."""
+    for k, rule, rule_cfg in rules:
+        if k == _FIRST_TEXT_RULE and (not doc["text"] or not doc["text"].strip()):
+            removed[i] = ("rejects", reject(doc, NAME, "empty_text"))
+            return False
+        if not rule_cfg.enabled:
+            continue
+        try:
+            reason = rule.check(doc, rule_cfg)
+        except Exception as exc:  # noqa: BLE001 - one bad document must not stop the shard
+            removed[i] = ("errors", exception_error(NAME, doc, exc))
+            return False
+        if reason:
+            detail = doc.get(rule.detail) if rule.detail else None
+            removed[i] = ("rejects", reject(doc, NAME, f"{rule.name}.{reason}", detail))
+            return False
+    return True
 
 
 def check(cfg, ctx: CheckContext) -> None:
