@@ -50,14 +50,22 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _no_release(output: str) -> bool:
+    """True (after saying so) when `output` holds no release statistics."""
+    from pipelines import stats
+
+    if stats.stage_names(output):
+        return False
+    print(f"error: {output}: no release statistics found (expected <stage>/_stats/*.parquet)", file=sys.stderr)
+    return True
+
+
 def cmd_stats(args) -> int:
     import duckdb
 
     from pipelines import stats
 
-    if not stats.stage_names(args.output):
-        print(f"error: {args.output}: no release statistics found (expected <stage>/_stats/*.parquet)",
-              file=sys.stderr)
+    if _no_release(args.output):
         return 1
     if args.sql:
         try:
@@ -107,12 +115,10 @@ def cmd_dataman_build(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pipelines import io, stats
+    from pipelines import io
     from pipelines.report import render
 
-    if not stats.stage_names(args.output):
-        print(f"error: {args.output}: no release statistics found (expected <stage>/_stats/*.parquet)",
-              file=sys.stderr)
+    if _no_release(args.output):
         return 1
     target = args.html or io.join(args.output, "report.html")
     io.write_bytes_atomic(target, render(args.output).encode())
