@@ -6,4 +6,3 @@ from pipelines import dedup, mixture
 from pipelines.stages import extract, filter, score, select
 
 STAGES = (extract.STAGE, filter.STAGE, score.STAGE, select.STAGE, dedup.STAGE, mixture.STAGE, tokenize_stage.STAGE)
-BY_NAME = {stage.name: stage for stage in STAGES}
