@@ -1,7 +1,8 @@
 """Building a release: plan the tasks from the config, run them phase by phase on a runner, write the manifest.
 
-The per-document stages run as one task per input shard (the `documents` phase); every stage with
-global work adds its phases after it (maps, shuffles through storage, reduces), in registry order.
+Stages run in registry order: a run of consecutive per-document stages is one task per input shard
+(a `documents` phase), and each stage with global work adds its own phases (maps, shuffles through
+storage, reduces), each reading what the phase before it wrote.
 """
 
 import datetime as dt
