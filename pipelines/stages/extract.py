@@ -1,7 +1,8 @@
 """extract: HTML payload -> main text (resiliparse or trafilatura), with charset repair.
 
 Rejects (reason, detail): http_status, content_type, empty_payload, too_large, binary_payload,
-timeout, no_text. Only formats whose records are HTML go through this stage.
+timeout, no_text. Only formats whose records are HTML go through this stage. Decoding and extraction
+run in an extractor process (see extractor_process), so that `timeout_seconds` holds for C code too.
 """
 
 from collections.abc import Iterable
@@ -10,11 +11,10 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
-from pipelines.documents import exception_error, reject
+from pipelines.documents import error, reject
 from pipelines.readers import MAX_PAYLOAD_BYTES
 from pipelines.stage import Stage, StageResult
-from pipelines.stages.charset import decode_html
-from pipelines.stages.limits import DocumentTimeout, time_limit
+from pipelines.stages.extractor_process import TIMEOUT, extract_batch
 from scorers._config import StrictModel
 
 NAME = "extract"
@@ -33,7 +33,10 @@ class ExtractConfig(StrictModel):
     max_payload_bytes: int = Field(MAX_PAYLOAD_BYTES, ge=1,
                                    description="larger payloads are `too_large` rejects, never parsed (nor kept "
                                                "in memory by the reader)")
-    timeout_seconds: float = Field(10.0, gt=0, description="per document; slower pages are `timeout` rejects")
+    timeout_seconds: float = Field(10.0, gt=0,
+                                   description="per document (decoding and extraction, C code included: the "
+                                               "extractor process is killed and replaced); slower pages are "
+                                               "`timeout` rejects")
     min_text_chars: int = Field(1, ge=0, description="shorter extracted text: `no_text` reject")
 
 
@@ -54,35 +57,30 @@ def _precheck(doc: dict, cfg) -> tuple[str, str | None] | None:
     return None
 
 
-def _extract(html: str, cfg) -> str:
-    if cfg.extractor == "trafilatura":
-        import trafilatura
-
-        return trafilatura.extract(html, include_comments=False, favor_precision=cfg.main_content) or ""
-    from resiliparse.extract.html2text import extract_plain_text
-
-    return extract_plain_text(html, main_content=cfg.main_content, alt_texts=False, links=False,
-                              comments=False, list_bullets=True)
-
-
 def run(docs: Iterable[dict], cfg) -> StageResult:
     result = StageResult()
     charset_sources: dict[str, int] = {}
-    for doc in docs:
-        failed = _precheck(doc, cfg)
-        if failed:
-            result.rejects.append(reject(doc, NAME, *failed, keep_text=False))
+    docs = list(docs)
+    failed = [_precheck(doc, cfg) for doc in docs]
+    # decoding and extraction run in the extractor process, which is killed and replaced when a page
+    # runs past timeout_seconds (C code included)
+    jobs = [(doc["payload"], doc["http_content_type"]) for doc, f in zip(docs, failed, strict=True) if not f]
+    outcomes = iter(extract_batch(jobs, cfg.extractor, cfg.main_content, cfg.timeout_seconds) if jobs else [])
+    for doc, precheck in zip(docs, failed, strict=True):
+        if precheck:
+            result.rejects.append(reject(doc, NAME, *precheck, keep_text=False))
             continue
-        try:
-            with time_limit(cfg.timeout_seconds):
-                html, charset, charset_source = decode_html(doc["payload"], doc["http_content_type"])
-                text = _extract(html, cfg).strip()
-        except DocumentTimeout as exc:
-            result.rejects.append(reject(doc, NAME, "timeout", str(exc), keep_text=False))
+        outcome = next(outcomes)
+        if outcome == TIMEOUT:
+            result.rejects.append(reject(doc, NAME, "timeout", f"exceeded {cfg.timeout_seconds}s", keep_text=False))
             continue
-        except Exception as exc:  # noqa: BLE001 - a broken page must not stop the shard
-            result.errors.append(exception_error(NAME, doc, exc))
+        ok, *rest = outcome
+        if not ok:  # a broken page must not stop the shard
+            kind, message = rest
+            result.errors.append(error(NAME, doc.get("source"), doc.get("input_file"), doc.get("input_offset"),
+                                       kind, message, doc.get("id")))
             continue
+        text, charset, charset_source = rest
         if len(text) < max(cfg.min_text_chars, 1):
             result.rejects.append(reject(doc, NAME, "no_text", None, keep_text=False))
             continue
