@@ -6,6 +6,7 @@ import json
 import pytest
 
 from pipelines import stats
+from pipelines.cli import main
 from pipelines.config import ConfigError, load_config
 from pipelines.dataman_build import build, load_spec
 from pipelines.release import run_release
@@ -22,19 +23,25 @@ def judge(text: str) -> dict:
     return {**{r: 3 for r in RATINGS}, "overall_score": overall, "accuracy": overall, "domain": domain}
 
 
-@pytest.fixture(scope="module")
-def students(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dataman")
+def judged_spec(tmp, max_docs: int, teacher: str, students: str):
+    """A loopback teacher that answers like `judge`, and a build spec using it (students: epoch, ...)."""
     server = Server()
     server.respond = lambda n, body: (200, json.dumps(judge(body["messages"][1]["content"])), 0)
     spec = tmp / "spec.yaml"
     spec.write_text(f"""
 sample: {{name: s, paths: ["{SAMPLE}/*.warc.gz"], format: warc}}
-max_docs: 240
-teacher: {{endpoint: "{server.url}", model: judge, max_concurrency: 8, cache_path: {tmp / 'cache.sqlite'}}}
-students: {{epoch: 25, bucket: 20000}}
+max_docs: {max_docs}
+teacher: {{endpoint: "{server.url}", model: judge, {teacher}}}
+students: {{epoch: {students}}}
 output: {tmp / 'students'}
 """)
+    return server, spec
+
+
+@pytest.fixture(scope="module")
+def students(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dataman")
+    server, spec = judged_spec(tmp, 240, f"max_concurrency: 8, cache_path: {tmp / 'cache.sqlite'}", "25, bucket: 20000")
     report = build(load_spec(str(spec)))
     server.httpd.shutdown()
     return tmp / "students", report
@@ -86,3 +93,18 @@ stages: {{extract: {{}}, score: {{dataman: {{models: {tmp_path / 'none'}}}}}}}
 """)
     with pytest.raises(ConfigError, match=r"stages\.score\.dataman\.models: .*student models missing"):
         load_config(str(config))
+
+
+def test_cli_build_prints_the_summary(tmp_path, capsys):
+    """`gristmill dataman build SPEC` end to end against the loopback teacher: exit 0 and the summary."""
+    server, spec = judged_spec(tmp_path, 20, "", "2, bucket: 1000")
+    try:
+        assert main(["dataman", "build", str(spec)]) == 0
+    finally:
+        server.httpd.shutdown()
+    out = capsys.readouterr().out
+    assert f"DataMan students written to {tmp_path / 'students'}: 20 rated, 0 failed, 4 held out" in out
+    assert "languages: en" in out
+    for name in RATINGS + ("domain",):
+        assert f"  {name:<28} held-out accuracy " in out
+    assert (tmp_path / "students" / "domain.bin").exists()

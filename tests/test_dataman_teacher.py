@@ -1,42 +1,58 @@
 """The DataMan teacher against a real HTTP server on loopback: answers, retries, malformed answers,
-timeouts, a dead endpoint, the cache."""
+timeouts, a dead endpoint, the cache; the key: from the environment only, never sent on a redirect,
+never written or printed."""
 
 import json
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pyarrow.parquet as pq
 import pytest
 
+from pipelines.cli import main
+from pipelines.config import ConfigError
+from pipelines.dataman_build import load_spec
 from scorers.dataman import DOMAINS, RATINGS
 from scorers.dataman import prompt as prompt_module
 from scorers.dataman.prompt import MalformedAnswer, parse_answer, truncate_head_tail
 from scorers.dataman.teacher import Teacher, TeacherConfig
+from tests.conftest import ROOT, SAMPLE
 
 GOOD = {**{r: 4 for r in RATINGS}, "domain": "technology"}
 
 
 class Server:
-    """Each request is answered by `self.respond(request_number, body) -> (status, content, delay)`."""
+    """Each request is answered by `self.respond(request_number, body) -> (status, content, delay)`;
+    `self.location`, when set, is sent as a Location header; every request's headers are kept."""
 
     def __init__(self):
         self.seen = 0
+        self.headers = []  # per request (any method)
+        self.location = None
         self.respond = lambda n, body: (200, json.dumps(GOOD), 0)
         lock, server = threading.Lock(), self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else {}
                 with lock:
                     server.seen += 1
+                    server.headers.append(dict(self.headers))
                     n = server.seen
                 status, content, delay = server.respond(n, body)
                 time.sleep(delay)
                 payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                if server.location:
+                    self.send_header("Location", server.location)
                 self.end_headers()
                 self.wfile.write(payload.encode() if status == 200 else b'{"error": "x"}')
+
+            do_GET = do_POST  # a followed 302 turns the POST into a GET
 
             def log_message(self, *args):
                 pass
@@ -136,3 +152,93 @@ def test_prompt_and_parsing():
     assert parse_answer("Sure! " + json.dumps({**GOOD, "domain": "Retail E-commerce"}))["domain"] == "retail_ecommerce"
     with pytest.raises(MalformedAnswer, match="overall_score"):
         parse_answer(json.dumps({k: v for k, v in GOOD.items() if k != "overall_score"}))
+
+
+KEY = "sk-test-4f1c9e0b7d2a"
+
+
+def test_redirects_are_not_followed_with_the_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GRISTMILL_TEST_KEY", KEY)
+    origin, elsewhere = Server(), Server()  # two ports on loopback: two hosts
+    try:
+        for code in (302, 307):
+            origin.respond = lambda n, body, code=code: (code, "", 0)
+            origin.location = f"{elsewhere.url}/chat/completions"
+            t = teacher(origin.url, api_key_env="GRISTMILL_TEST_KEY", max_retries=3)
+            [result] = t.rate(docs(1))
+            assert result["ratings"] is None
+            assert f"HTTP {code}" in result["error"] and "redirects are not followed" in result["error"]
+            assert origin.headers[-1]["Authorization"] == f"Bearer {KEY}"  # the endpoint itself gets the key
+        assert origin.seen == 2  # one request per document: a redirect is not retried
+        spec = write_spec(tmp_path, origin.url, ", api_key_env: GRISTMILL_TEST_KEY", max_docs=10)
+        assert main(["dataman", "build", spec]) == 1  # the whole build: a clear error, no students
+        err = capsys.readouterr().err
+        assert "teacher rated none of the 10 documents" in err and "redirects are not followed" in err
+        assert KEY not in err and not (tmp_path / "students" / "report.json").exists()
+        assert elsewhere.seen == 0 and elsewhere.headers == []  # never reached, key or not
+    finally:
+        origin.httpd.shutdown()
+        elsewhere.httpd.shutdown()
+
+
+def test_only_http_endpoints():
+    for endpoint in ("file:///etc/passwd#", "ftp://127.0.0.1/v1", "127.0.0.1:8000/v1", "http:///v1",
+                     "http://user:pass@127.0.0.1/v1", "http://127.0.0.1/v1?x=1"):
+        with pytest.raises(ValueError, match="endpoint"):
+            TeacherConfig(endpoint=endpoint, model="m")
+    assert TeacherConfig(endpoint="https://api.example.com/v1", model="m").endpoint == "https://api.example.com/v1"
+
+
+def write_spec(tmp_path, url, teacher_extra="", max_docs=12):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""
+sample: {{name: s, paths: ["{SAMPLE}/*.warc.gz"], format: warc}}
+max_docs: {max_docs}
+teacher: {{endpoint: "{url}", model: judge, cache_path: {tmp_path / 'cache.sqlite'}{teacher_extra}}}
+students: {{epoch: 2, bucket: 1000}}
+output: {tmp_path / 'students'}
+""")
+    return str(spec)
+
+
+def test_spec_validation_of_the_endpoint_and_the_key(tmp_path, monkeypatch, capsys):
+    assert load_spec(str(ROOT / "configs/dataman/sample.yaml")).teacher.api_key_env is None  # the sample validates
+    with pytest.raises(ConfigError, match=r"teacher\.endpoint: .*http:// or https://"):
+        load_spec(write_spec(tmp_path, "file:///etc/passwd#"))
+    with pytest.raises(ConfigError, match=r"teacher: .*`api_key` is not accepted.*api_key_env") as info:
+        load_spec(write_spec(tmp_path, "http://127.0.0.1:9/v1", f", api_key: {KEY}"))
+    assert KEY not in str(info.value)
+    monkeypatch.delenv("GRISTMILL_TEST_KEY", raising=False)
+    spec = write_spec(tmp_path, "http://127.0.0.1:9/v1", ", api_key_env: GRISTMILL_TEST_KEY")
+    with pytest.raises(ConfigError, match=r"teacher\.api_key_env: .*GRISTMILL_TEST_KEY is not set"):
+        load_spec(spec)
+    assert main(["dataman", "build", spec]) == 2  # before any work: nothing read, nothing written
+    assert "GRISTMILL_TEST_KEY is not set" in capsys.readouterr().err
+    assert not (tmp_path / "students").exists() and not (tmp_path / "cache.sqlite").exists()
+    with pytest.raises(ConfigError, match=r"api_key_env: .*not the key itself") as info:  # the key pasted there
+        load_spec(write_spec(tmp_path, "http://127.0.0.1:9/v1", ", api_key_env: hf_AbCdEf0123"))
+    assert "hf_AbCdEf0123" not in str(info.value)
+
+
+def test_the_key_is_written_and_printed_nowhere(tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.setenv("GRISTMILL_TEST_KEY", KEY)
+    server = Server()
+    # an endpoint that echoes the key back in a malformed answer: it must not reach the labels either
+    server.respond = lambda n, body: (200, json.dumps({**GOOD, "domain": "technology" if n % 3 else f"key {KEY}"}), 0)
+    caplog.set_level(logging.DEBUG)
+    try:
+        spec = write_spec(tmp_path, server.url, ", api_key_env: GRISTMILL_TEST_KEY, reask_on_malformed: 0")
+        assert main(["dataman", "build", spec]) == 0
+    finally:
+        server.httpd.shutdown()
+    assert server.headers and all(h["Authorization"] == f"Bearer {KEY}" for h in server.headers)
+    captured = capsys.readouterr()
+    assert "DataMan students written to" in captured.out
+    assert KEY not in captured.out + captured.err + caplog.text
+    written = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert {f.name for f in written} >= {"cache.sqlite", "labels.parquet", "report.json", "overall_score.bin"}
+    for f in written:
+        assert KEY.encode() not in f.read_bytes(), f
+    labels = pq.read_table(tmp_path / "students" / "labels.parquet").to_pylist()
+    assert any(r["error"] and "***" in r["error"] for r in labels)
+    assert KEY not in json.dumps(labels)

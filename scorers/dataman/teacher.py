@@ -3,18 +3,26 @@ rates documents. Concurrency is bounded; connection errors, timeouts, 429 and 5x
 exponential backoff; a malformed answer is asked again, then recorded as a failure; successful
 answers are cached in SQLite by (prompt version, model, text). One bad document or a dead endpoint
 never raises: each document gets its ratings or an error string.
+
+The endpoint must be http(s). The key is read from the environment variable named by `api_key_env`,
+never from the spec, and goes only into the Authorization header of requests to the endpoint itself:
+redirects are never followed (a 3xx is an error for that document, not retried), so the key cannot
+be forwarded to another host; it is masked in any error text that would echo it.
 """
 
 import hashlib
 import json
+import os
+import re
 import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from tqdm import tqdm
 
 from scorers._config import StrictModel
@@ -22,9 +30,11 @@ from scorers.dataman.prompt import PROMPT_VERSION, MalformedAnswer, build_messag
 
 
 class TeacherConfig(StrictModel):
-    endpoint: str  # base URL, e.g. http://127.0.0.1:8000/v1
+    model_config = ConfigDict(hide_input_in_errors=True)  # a misplaced key must not be echoed in errors
+
+    endpoint: str  # base URL, e.g. http://127.0.0.1:8000/v1 (http or https only)
     model: str
-    api_key: str | None = None
+    api_key_env: str | None = None  # the NAME of the environment variable holding the key, e.g. OPENAI_API_KEY
     max_concurrency: int = Field(8, ge=1)
     batch_size: int = Field(256, ge=1)  # documents submitted together (bounds queued work and memory)
     timeout_seconds: float = Field(60.0, gt=0)
@@ -34,6 +44,41 @@ class TeacherConfig(StrictModel):
     temperature: float = 0.0
     max_chars: int = Field(6000, ge=100)
     cache_path: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_spec(cls, raw):
+        if isinstance(raw, dict) and "api_key" in raw:
+            raise ValueError("`api_key` is not accepted: a key does not belong in a spec. Put it in an environment "
+                             "variable and name that variable with `api_key_env` (e.g. api_key_env: OPENAI_API_KEY)")
+        return raw
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_endpoint(cls, endpoint: str) -> str:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host (got scheme {parts.scheme!r}), "
+                             "e.g. http://127.0.0.1:8000/v1")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials (user:password@); name the key's environment variable "
+                             "with `api_key_env`")
+        if parts.query or parts.fragment or endpoint.endswith(("?", "#")):
+            raise ValueError("must be a base URL without ?query or #fragment (/chat/completions is appended to it)")
+        return endpoint
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_in_environment(cls, name: str | None) -> str | None:
+        if name is None:
+            return None
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):  # never echo it: it may be a key pasted by mistake
+            raise ValueError("must be the name of an environment variable (upper case letters, digits and _, "
+                             "e.g. OPENAI_API_KEY), not the key itself")
+        if not os.environ.get(name):
+            raise ValueError(f"environment variable {name} is not set (or is empty); export the endpoint's key "
+                             "in it before running")
+        return name
 
 
 class _Retryable(Exception):
@@ -57,9 +102,26 @@ class _Cache:
             self._db.commit()
 
 
+def _opener() -> urllib.request.OpenerDirector:
+    """http(s) only, and no HTTPRedirectHandler: a 3xx reaches the caller as an HTTPError, so the
+    Authorization header is never re-sent to wherever a Location points."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(),
+                    urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
 class Teacher:
     def __init__(self, cfg: TeacherConfig):
         self.cfg = cfg
+        self._api_key = None  # kept here, never in cfg (which may be dumped or logged)
+        if cfg.api_key_env:
+            self._api_key = os.environ.get(cfg.api_key_env)
+            if not self._api_key:
+                raise ValueError(f"teacher.api_key_env: environment variable {cfg.api_key_env} is not set "
+                                 "(or is empty)")
+        self._opener = _opener()
         self.cache = _Cache(cfg.cache_path)
         self.requests = 0  # sent to the endpoint (for tests and logs)
         self._count = threading.Lock()
@@ -71,15 +133,20 @@ class Teacher:
     def _post(self, messages: list[dict]) -> str:
         body = json.dumps({"model": self.cfg.model, "messages": messages, "temperature": self.cfg.temperature})
         headers = {"Content-Type": "application/json"}
-        if self.cfg.api_key:
-            headers["Authorization"] = f"Bearer {self.cfg.api_key}"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
         request = urllib.request.Request(f"{self.cfg.endpoint.rstrip('/')}/chat/completions", body.encode(), headers)
         with self._count:
             self.requests += 1
         try:
-            with urllib.request.urlopen(request, timeout=self.cfg.timeout_seconds) as response:
+            with self._opener.open(request, timeout=self.cfg.timeout_seconds) as response:
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                target = urlsplit(exc.headers.get("Location") or "")
+                where = f" to {target.scheme}://{target.netloc}" if target.netloc else ""
+                raise ValueError(f"HTTP {exc.code}: the endpoint redirects{where}; redirects are not followed "
+                                 "(the key would go with them): set teacher.endpoint to the final URL") from None
             if exc.code == 429 or exc.code >= 500:
                 raise _Retryable(f"HTTP {exc.code}") from None
             raise ValueError(f"HTTP {exc.code}: {exc.reason}") from None
@@ -121,8 +188,12 @@ class Teacher:
                                            {"role": "user", "content": f"Invalid answer ({exc}). Reply with the "
                                                                        "JSON object only, as specified."}]
         except (ValueError, MalformedAnswer) as exc:
-            return {**result, "error": str(exc)}
+            return {**result, "error": self._mask(str(exc))}
         return result
+
+    def _mask(self, text: str) -> str:
+        """An endpoint may echo the key in an answer or error; it must not reach labels or logs."""
+        return text.replace(self._api_key, "***") if self._api_key else text
 
     def rate(self, docs: list[dict], progress: bool = False) -> list[dict]:
         """One result per document, in input order: {id, ratings, domain, error}. Requests go out in
