@@ -14,13 +14,13 @@ def _load(args):
     from pipelines.config import load_config
 
     overrides = {}
-    if getattr(args, "runner", None):
+    if getattr(args, "runner", None) is not None:
         overrides["runner.kind"] = args.runner
-    if getattr(args, "workers", None):
+    if getattr(args, "workers", None) is not None:
         overrides["runner.workers"] = args.workers
-    if getattr(args, "address", None):
+    if getattr(args, "address", None) is not None:
         overrides["runner.address"] = args.address
-    if getattr(args, "output", None):
+    if getattr(args, "output", None) is not None:
         overrides["output"] = args.output
     return load_config(args.config, overrides)
 
@@ -34,14 +34,15 @@ def cmd_validate(args) -> int:
 
 def cmd_run(args) -> int:
     from pipelines import stats
+    from pipelines.lock import ReleaseLocked
     from pipelines.release import ShardFailures, plan, run_release
 
     cfg = _load(args)
     print(f"release {cfg.release}: {len(plan(cfg))} shards, stages {', '.join(cfg.stages.enabled())}, "
           f"runner {cfg.runner.kind} x{cfg.runner.workers} -> {cfg.output}", file=sys.stderr)
     try:
-        log = run_release(cfg, progress=not args.quiet)
-    except ShardFailures as exc:
+        log = run_release(cfg, progress=not args.quiet, force=args.force)
+    except (ShardFailures, ReleaseLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"done in {log['seconds']:.1f}s ({log['skipped']} of {log['tasks']} tasks already complete)\n",
@@ -102,15 +103,24 @@ def cmd_preselect_train(args) -> int:
 
 
 def cmd_dataman_build(args) -> int:
-    from pipelines.dataman_build import build, load_spec
+    from pipelines.dataman_build import TeacherFailed, build, load_spec
+    from scorers.dataman import RATINGS
 
     spec = load_spec(args.spec)
-    report = build(spec)
+    try:
+        report = build(spec)
+    except TeacherFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     d = report["documents"]
-    print(f"DataMan students written to {spec.output}: {d['rated']} rated, {d['failed']} failed")
-    for name, r in report.items():
-        if name != "documents":
-            print(f"  {name:<28} held-out accuracy {r['held_out_accuracy']}  (majority class {r['majority_class']})")
+    print(f"DataMan students written to {spec.output}: {d['rated']} rated, {d['failed']} failed, "
+          f"{d['held_out']} held out")
+    languages = report.get("languages") or {}
+    if languages:
+        print("  languages: " + ", ".join(f"{lang} {n}" for lang, n in sorted(languages.items(), key=lambda x: -x[1])))
+    for name in RATINGS + ("domain",):  # the models; the report also has `documents` and `languages`
+        r = report[name]
+        print(f"  {name:<28} held-out accuracy {r['held_out_accuracy']}  (majority class {r['majority_class']})")
     return 0
 
 
@@ -146,16 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="build a release from its config (resumes where a previous run stopped)")
-    run.add_argument("config")
-    run.add_argument("--runner", choices=["local", "ray", "beam"])
-    run.add_argument("--workers", type=int)
-    run.add_argument("--address", help="Ray cluster address (e.g. auto)")
-    run.add_argument("--output", help="override the config's output")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.set_defaults(fn=cmd_run)
-
     validate = sub.add_parser("validate", help="check a config and its inputs without running")
-    validate.add_argument("config")
+    for command in (run, validate):
+        command.add_argument("config")
+        command.add_argument("--runner", choices=["local", "ray", "beam"])
+        command.add_argument("--workers", type=int)
+        command.add_argument("--address", help="Ray cluster address (e.g. auto)")
+        command.add_argument("--output", help="override the config's output")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--force", action="store_true",
+                     help="take over the release lock (OUT/_lock) of a run that is gone, e.g. on a host that died")
+    run.set_defaults(fn=cmd_run)
     validate.set_defaults(fn=cmd_validate)
 
     st = sub.add_parser("stats", help="print the funnel of a release, or run SQL over its views")

@@ -8,14 +8,15 @@ fails at `gristmill validate`, not an hour into a run.
 
 import os
 import re
-from pathlib import Path
 from typing import Literal
 
+import fsspec
 import yaml
+from fsspec.utils import glob_translate
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
 from pipelines.errors import ConfigError
-from pipelines.io import expand_paths, sha256_json
+from pipelines.io import expand_paths, is_glob, sha256_json
 from pipelines.readers import HTML_FORMATS, SourceConfig
 from pipelines.registry import STAGES
 from pipelines.runners.beam_options import BeamOptionsError, pipeline_options
@@ -136,16 +137,61 @@ def _validate(model: type[BaseModel], raw, path: str):
         raise ConfigError("\n".join(lines)) from None
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of YAML; more is a mistake (or /dev/zero)
+MAX_YAML_NODES = 100_000  # values after alias expansion: a "billion laughs" file fails here, in milliseconds
+MAX_YAML_DEPTH = 64
+
+
 def _read_yaml(path: str) -> dict:
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        with open(path, "rb") as fh:
+            text = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: config file not readable: {exc.strerror or exc}") from None
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_size(node, path)
+        raw = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply (more than {MAX_YAML_DEPTH} levels)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     return raw
+
+
+def _check_size(root, path: str) -> None:
+    """Bounds what the YAML expands to before anything is built from it: aliases reuse one node, so
+    sizes are counted once per node (linear time) but add up as often as the node is referenced."""
+    sizes: dict[int, tuple[int, int] | None] = {}  # id(node) -> (values after expansion, depth); None: open
+
+    def measure(node) -> tuple[int, int]:
+        if id(node) in sizes:
+            if sizes[id(node)] is None:
+                raise ConfigError(f"{path}: a YAML alias refers to the value that contains it")
+            return sizes[id(node)]
+        sizes[id(node)] = None
+        children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else (
+            node.value if isinstance(node, yaml.SequenceNode) else [])
+        count, depth = 1, 0
+        for child in children:
+            n, d = measure(child)
+            count, depth = count + n, max(depth, d)
+            if count > MAX_YAML_NODES:
+                raise ConfigError(f"{path}: YAML expands to more than {MAX_YAML_NODES} values (aliases repeated "
+                                  "too often)")
+            if depth >= MAX_YAML_DEPTH:
+                raise ConfigError(f"{path}: YAML nested too deeply (more than {MAX_YAML_DEPTH} levels)")
+        sizes[id(node)] = (count, depth + 1)
+        return sizes[id(node)]
+
+    if root is not None:
+        measure(root)
 
 
 def load_yaml(path: str, model: type[BaseModel]):
@@ -164,7 +210,8 @@ def load_config(path: str, overrides: dict | None = None) -> ReleaseConfig:
         node[leaf] = value
     cfg = _validate(ReleaseConfig, raw, path)
     _check_runner(cfg.runner, path)
-    _check_sources(cfg, path)
+    inputs = _check_sources(cfg, path)
+    _check_output(cfg.output, inputs, [p for src in cfg.sources for p in src.paths], path)
     return _check_stages(cfg, path)
 
 
@@ -187,12 +234,14 @@ def _check_stages(cfg: ReleaseConfig, path: str) -> ReleaseConfig:
     return cfg
 
 
-def _check_sources(cfg: ReleaseConfig, path: str) -> None:
-    """Stages present, inputs exist, and every source has a stage that takes its records."""
+def _check_sources(cfg: ReleaseConfig, path: str) -> list[str]:
+    """Stages present, inputs exist and can be read, and every source has a stage that takes its
+    records. Returns the input files."""
     enabled = [s for s in STAGES if getattr(cfg.stages, s.name) is not None]
     if not enabled:
         raise ConfigError(f"{path}: stages: no stage configured (add e.g. `extract: {{}}`)")
     html_stages = [s.name for s in STAGES if s.reads_html]
+    inputs = []
     for i, src in enumerate(cfg.sources):
         if src.format in HTML_FORMATS and not any(s.reads_html for s in enabled):
             raise ConfigError(f"{path}: sources[{i}].format: '{src.format}' records are HTML and need "
@@ -201,16 +250,64 @@ def _check_sources(cfg: ReleaseConfig, path: str) -> None:
             raise ConfigError(f"{path}: sources[{i}].format: '{src.format}' is already text; "
                               f"`stages.{enabled[0].name}` does not apply to it and no other stage is configured")
         for j, pattern in enumerate(src.paths):
-            if not expand_paths(pattern, src.storage_options):
+            files = expand_paths(pattern, src.storage_options)
+            if not files:
                 raise ConfigError(f"{path}: sources[{i}].paths[{j}]: no input file matches {pattern!r}")
+            fs, _ = fsspec.core.url_to_fs(files[0], **src.storage_options)
+            for file in files:
+                try:
+                    fs.size(file)  # a broken link or a symlink loop fails here, not in the run
+                except OSError as exc:
+                    raise ConfigError(f"{path}: sources[{i}].paths[{j}]: {file}: not readable: "
+                                      f"{exc.strerror or exc}") from None
+            inputs += files
+    return inputs
 
 
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+RELEASE_ENTRIES = {"manifest.json", "_logs", "_lock", "read", *(s.name for s in STAGES)}
+
+
+def _check_output(output: str, inputs: list[str], patterns: list[str], path: str) -> None:
+    """The output is a new folder, or one that holds a release: never `""`, `/`, a file or a folder of
+    other things (a run deletes the `.tmp-*` files under it), and never where the inputs are read from
+    (a rerun would read its own outputs)."""
+    if not output.strip():
+        raise ConfigError(f"{path}: output: empty (give the release's folder)")
+    fs, root = fsspec.core.url_to_fs(output)
+    local = "://" not in output
+    root = os.path.abspath(root) if local else root.rstrip("/")
+    if not root.strip("/"):
+        raise ConfigError(f"{path}: output: {output!r} is the root of a filesystem (give the release's folder)")
+    if fs.isfile(root):
+        raise ConfigError(f"{path}: output: {output!r} is an existing file")
+    under = [f for f in inputs if _inside(os.path.abspath(f) if local and "://" not in f else f, root)]
+    if under:
+        raise ConfigError(f"{path}: output: {output!r} contains an input ({under[0]}); a rerun would read "
+                          f"its own outputs")
+    if fs.isdir(root):
+        entries = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
+        if entries and not entries & RELEASE_ENTRIES:
+            raise ConfigError(f"{path}: output: {output!r} holds files that are not a gristmill release "
+                              f"(e.g. {sorted(entries)[0]!r}); give a new or empty folder")
+    probes = [f"{root}/{name}/part-00000.parquet" for name in RELEASE_ENTRIES] + [f"{root}/manifest.json"]
+    for pattern in patterns:
+        absolute = os.path.abspath(pattern) if local and "://" not in pattern else pattern
+        if is_glob(pattern) and any(re.match(glob_translate(absolute), probe) for probe in probes):
+            raise ConfigError(f"{path}: output: {output!r} is matched by the input glob {pattern!r}; a rerun "
+                              f"would read its own outputs")
+
+
+def _inside(file: str, folder: str) -> bool:
+    return file == folder or file.startswith(folder.rstrip("/") + "/")
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
 
 
 def _interpolate(node, path: str, loc: tuple):
-    """`${VAR}` and `${VAR:-default}` in string values take the environment's value (`$$` is a `$`),
-    so one config serves every scheduled release (`output: releases/web-${RELEASE_DATE}`)."""
+    """`${VAR}` in string values takes the environment's value (`$$` is a `$`), so one config serves
+    every scheduled release (`output: releases/web-${RELEASE_DATE}`). As in POSIX shells,
+    `${VAR:-default}` takes the default when VAR is unset or empty, `${VAR-default}` only when unset."""
     if isinstance(node, dict):
         return {k: _interpolate(v, path, loc + (k,)) for k, v in node.items()}
     if isinstance(node, list):
@@ -221,10 +318,11 @@ def _interpolate(node, path: str, loc: tuple):
     def value(match: re.Match) -> str:
         if match.group(0) == "$$":
             return "$"
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
+        name, op, default = match.groups()
+        value = os.environ.get(name)
+        if value is not None and not (op == ":-" and value == ""):
+            return value
+        if op is not None:
             return default
         raise ConfigError(f"{path}: {_format_loc(loc)}: environment variable {name} is not set "
                           f"(set it, or write ${{{name}:-default}})")

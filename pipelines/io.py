@@ -1,5 +1,6 @@
 """Output I/O through fsspec: atomic writes (temporary name, then rename), Parquet with zstd."""
 
+import glob as globlib
 import hashlib
 import io
 import json
@@ -157,9 +158,10 @@ def remove_temporaries(root: str) -> int:
 
 
 def glob(root: str, pattern: str) -> list[str]:
-    """Sorted files under `root` matching `pattern`, as paths (local) or URIs (other filesystems)."""
+    """Sorted files under `root` matching `pattern`, as paths (local) or URIs (other filesystems).
+    `root` is taken literally: a release folder may be named `web[1]`."""
     fs, base = fsspec.core.url_to_fs(root)
-    found = sorted(fs.glob(join(base, pattern)))
+    found = sorted(fs.glob(join(globlib.escape(base), pattern)))
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
     return found if {"file", "local"} & set(protocols) else [fs.unstrip_protocol(f) for f in found]
 
@@ -169,9 +171,14 @@ def is_glob(pattern: str) -> bool:
 
 
 def expand_paths(pattern: str, storage_options: dict | None = None) -> list[str]:
-    """Sorted input files for a path or glob, local or fsspec URI (protocol kept)."""
+    """Sorted input files for a path or glob, local or fsspec URI (protocol kept). A path that exists
+    is taken literally, even with glob characters in its name (`br[1].jsonl`); in a glob, `[[]`,
+    `[*]` and `[?]` match those characters themselves."""
     fs, _ = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
-    found = fs.glob(pattern) if is_glob(pattern) else ([pattern] if fs.exists(pattern) else [])
+    if fs.exists(pattern):
+        found = [pattern]
+    else:
+        found = fs.glob(pattern) if is_glob(pattern) else []
     found = [p for p in found if not fs.isdir(p)]
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     if protocol not in ("file", "local"):

@@ -6,7 +6,9 @@ storage, reduces), each reading what the phase before it wrote.
 """
 
 import datetime as dt
+import logging
 import os
+import re
 import time
 from dataclasses import replace
 
@@ -17,6 +19,7 @@ from tqdm import tqdm
 from pipelines import __version__, io, stats
 from pipelines.config import ReleaseConfig
 from pipelines.io import expand_paths
+from pipelines.lock import ReleaseLock
 from pipelines.phase import Envelope
 from pipelines.readers import HTML_FORMATS, MAX_PAYLOAD_BYTES
 from pipelines.registry import STAGES
@@ -25,6 +28,7 @@ from pipelines.shard_task import ShardTask
 from pipelines.stage import Phase, PhaseContext, Stage, Upstream
 
 DOCUMENTS = "documents"  # the per-document phase
+log = logging.getLogger(__name__)
 
 
 class ShardFailures(RuntimeError):
@@ -123,17 +127,24 @@ def _run_phases(cfg: ReleaseConfig, runner, shards: list[ShardTask], progress: b
     return reports, failures
 
 
-def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
+def run_release(cfg: ReleaseConfig, progress: bool = True, force: bool = False) -> dict:
     """Runs every task not already done, phase by phase, then writes the manifest. Returns the run log.
 
-    Raises ShardFailures, after keeping everything that completed, when some task failed every attempt.
+    Raises ReleaseLocked when another run is writing the release (`force` takes its lock over), and
+    ShardFailures, after keeping everything that completed, when some task failed every attempt.
     """
     if "://" not in cfg.output and not os.path.isabs(cfg.output):  # a worker's directory may differ (Ray working_dir)
         cfg = cfg.model_copy(update={"output": os.path.abspath(cfg.output)})
+    with ReleaseLock(cfg.output, force):
+        return _run_locked(cfg, progress)
+
+
+def _run_locked(cfg: ReleaseConfig, progress: bool) -> dict:
     shards = plan(cfg)
     runner = make_runner(cfg.runner, scratch=io.join(cfg.output, "_logs"))
     runner.start()  # connects to the engine and checks the resources asked for, before any work
-    io.remove_temporaries(cfg.output)  # one run writes a release at a time: leftovers are from a crash
+    io.remove_temporaries(cfg.output)  # the lock is ours: leftovers are from a crash
+    set_aside_stale(cfg.output, {t.part for t in shards})
     began = time.time()
     try:
         reports, failures = _run_phases(cfg, runner, shards, progress)
@@ -156,16 +167,43 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict:
     return log
 
 
+# a part's files: part-00003.parquet, _SUCCESS.part-00003, part-00003-00000.bin
+PART = re.compile(r"(?:^|[._])(part-[0-9]+)")
+STALE = "_stale"
+
+
+def set_aside_stale(output: str, planned: set[str]) -> list[str]:
+    """Moves the files of parts no longer planned (an input left the config) to OUT/_stale/, so no
+    global step or view reads them. Returns their paths relative to the output."""
+    fs, root = fsspec.core.url_to_fs(output)
+    if not fs.exists(root):
+        return []
+    root = root.rstrip("/")
+    moved = []
+    for path in sorted(fs.find(root)):
+        rel = path[len(root) + 1:]
+        match = PART.search(os.path.basename(rel))
+        if rel.startswith(f"{STALE}/") or rel.startswith("_logs/") or not match or match.group(1) in planned:
+            continue
+        fs.makedirs(os.path.dirname(f"{root}/{STALE}/{rel}"), exist_ok=True)
+        fs.mv(path, f"{root}/{STALE}/{rel}")
+        moved.append(rel)
+    if moved:
+        log.warning("%d files of parts no longer in the release moved to %s", len(moved), io.join(output, STALE))
+    return moved
+
+
 def write_manifest(cfg: ReleaseConfig, shards: list[ShardTask]) -> dict:
     """Resolved config and its hash, inputs, and every output file with sha256 and row count.
 
     Nothing here depends on the runner, the worker count or the clock, so reruns give the same bytes.
     """
     fs, root = fsspec.core.url_to_fs(cfg.output)
-    outputs = []
+    outputs, stale = [], []
     for path in sorted(fs.find(root)):
         rel = path[len(root.rstrip("/")) + 1:]
-        if rel == "manifest.json" or rel.startswith("_logs/") or "/.tmp-" in path:
+        if rel in ("manifest.json", "_lock") or rel.startswith(("_logs/", f"{STALE}/")) or "/.tmp-" in path:
+            stale += [rel] if rel.startswith(f"{STALE}/") else []
             continue
         entry = {"path": rel, "bytes": fs.size(path), "sha256": io.sha256_file(fs.unstrip_protocol(path))}
         if rel.endswith(".parquet"):
@@ -184,6 +222,7 @@ def write_manifest(cfg: ReleaseConfig, shards: list[ShardTask]) -> dict:
                    "upsampled": funnel["upsampled"], "kept": funnel["kept"],
                    "adds_up": funnel["adds_up"]},
         "outputs": outputs,
+        "stale": stale,  # files of inputs that left the release, set aside (not part of it)
     }
     io.write_json_atomic(io.join(cfg.output, "manifest.json"), manifest)
     return manifest

@@ -84,7 +84,7 @@ def funnel(output: str) -> dict:
     balanced = all(s["docs_in"] + s.get("upsampled", 0) == s["docs_out"] + s["rejected"] + s["errors"]
                    for s in stages.values())
     return {"stages": {s: stages[s] for s in order}, "rejects": reasons, "errors": errors, "records_read": read,
-            "upsampled": added, "kept": last, "adds_up": balanced and (not read or read + added == last + lost)}
+            "upsampled": added, "kept": last, "adds_up": balanced and read + added == last + lost}
 
 
 def format_funnel(f: dict) -> str:

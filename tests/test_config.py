@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +191,106 @@ def test_text_source_needs_a_stage_that_applies(tmp_path):
         "format: warc", "format: jsonl").replace("  filter: {}\n", "")
     with pytest.raises(ConfigError, match=r"sources\[0\]\.format: 'jsonl' is already text"):
         load_config(cfg_file(tmp_path, text))
+
+
+BOMB = "release: t\nlol: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"l{i}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8))
+
+
+@pytest.mark.parametrize("text, reason", [
+    (BOMB, "YAML expands to more than 100000 values"),  # "billion laughs": 9^9 strings from 700 bytes
+    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", "YAML nested too deeply"),
+    ("a: &x [1, *x]\n", "a YAML alias refers to the value that contains it"),
+])
+def test_hostile_yaml_is_a_config_error(tmp_path, text, reason):
+    assert len(BOMB) < 800
+    path = cfg_file(tmp_path, text)
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "validate", path], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and f"config error: {path}: {reason}" in result.stderr, result.stderr
+    import time
+
+    began = time.perf_counter()
+    with pytest.raises(ConfigError):
+        load_config(path)
+    assert text != BOMB or time.perf_counter() - began < 0.5  # bounded before anything is expanded
+
+
+def test_empty_variable_takes_the_default_only_with_colon(tmp_path, monkeypatch):
+    monkeypatch.setenv("GM_EMPTY", "")
+    out = tmp_path / "out"
+    with_colon = good(tmp_path).replace(f"output: {out}", f"output: ${{GM_EMPTY:-{out}}}")
+    assert load_config(cfg_file(tmp_path, with_colon)).output == str(out)
+    without = good(tmp_path).replace(f"output: {out}", f"output: ${{GM_EMPTY-{out}}}")
+    with pytest.raises(ConfigError, match="output: empty"):  # `-` keeps the empty value, as in POSIX shells
+        load_config(cfg_file(tmp_path, without))
+
+
+def test_bad_outputs_are_named(tmp_path, monkeypatch):
+    sample = ROOT / "tests/data/sample"
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    for output, reason in [('""', "output: empty"), ("/", "the root of a filesystem"),
+                           (str(tmp_path / "a-file"), "is an existing file"),
+                           (".", "holds files that are not a gristmill release"),
+                           (str(tmp_path / "busy"), "holds files that are not a gristmill release"),
+                           (str(sample / "out"), None)]:
+        text = good(tmp_path).replace(f"output: {tmp_path / 'out'}", f"output: {output}")
+        if reason is None:
+            load_config(cfg_file(tmp_path, text))  # beside the inputs, not matched by their glob: fine
+            continue
+        with pytest.raises(ConfigError, match=reason):
+            load_config(cfg_file(tmp_path, text))
+
+
+def test_output_overlapping_an_input_glob_is_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.parquet").write_bytes(b"")
+    text = good(tmp_path).replace(f"{ROOT / 'tests/data/sample'}/*.warc.gz", f"{data}/**/*.parquet").replace(
+        "format: warc", "format: parquet").replace("  extract: {}\n", "").replace(
+        f"output: {tmp_path / 'out'}", f"output: {data / 'out'}")
+    with pytest.raises(ConfigError, match=r"is matched by the input glob .*a rerun would read its own outputs"):
+        load_config(cfg_file(tmp_path, text))
+    inside = text.replace(f"{data}/**/*.parquet", str(data / "a.parquet")).replace(f"output: {data / 'out'}",
+                                                                                     f"output: {data}")
+    with pytest.raises(ConfigError, match=r"contains an input"):
+        load_config(cfg_file(tmp_path, inside))
+
+
+def test_input_paths_with_glob_characters(tmp_path):
+    (tmp_path / "br[1].jsonl").write_text('{"text": "hello"}\n')
+    (tmp_path / "b1.jsonl").write_text('{"text": "other"}\n')
+    base = good(tmp_path).replace("format: warc", "format: jsonl").replace("  extract: {}\n", "")
+    for pattern, found in [(tmp_path / "br[1].jsonl", ["br[1].jsonl"]),  # exists: taken literally
+                           (tmp_path / "br[[]1].jsonl", ["br[1].jsonl"]),  # escaped in a glob
+                           (tmp_path / "b[0-9].jsonl", ["b1.jsonl"])]:  # a glob
+        cfg = load_config(cfg_file(tmp_path, base.replace(f"{ROOT / 'tests/data/sample'}/*.warc.gz", str(pattern))))
+        from pipelines.release import plan
+
+        assert [Path(s.input_file).name for s in plan(cfg)] == found
+
+
+def test_unreadable_input_is_named(tmp_path):
+    (tmp_path / "loop.jsonl").symlink_to(tmp_path / "loop.jsonl")
+    (tmp_path / "ok.jsonl").write_text('{"text": "hello"}\n')
+    text = good(tmp_path).replace(f"{ROOT / 'tests/data/sample'}/*.warc.gz", f"{tmp_path}/*.jsonl").replace(
+        "format: warc", "format: jsonl").replace("  extract: {}\n", "")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.paths\[0\]: .*loop\.jsonl: not readable"):
+        load_config(cfg_file(tmp_path, text))
+
+
+def test_credentials_in_the_config_are_refused_without_echo(tmp_path):
+    secret = "wJalrXUtnFEMI-K7MDENG-EXAMPLEKEY"
+    for source in [f"{{name: s3, paths: ['s3://bucket/x.jsonl'], format: jsonl, storage_options: "
+                   f"{{key: AKIAEXAMPLE, client_kwargs: {{aws_secret_access_key: {secret}}}}}}}",
+                   f"{{name: s3, paths: ['s3://AKIAEXAMPLE:{secret}@bucket/x.jsonl'], format: jsonl}}"]:
+        text = good(tmp_path).replace(
+            f'{{name: crawl, paths: ["{ROOT / "tests/data/sample"}/*.warc.gz"], format: warc}}', source)
+        with pytest.raises(ConfigError, match=r"sources\[0\]\.(storage_options|paths): .*credentials") as exc:
+            load_config(cfg_file(tmp_path, text))
+        assert secret not in str(exc.value) and "AKIAEXAMPLE" not in str(exc.value)
+    anonymous = good(tmp_path).replace("format: warc}", "format: warc, storage_options: {anon: true, token: anon}}")
+    load_config(cfg_file(tmp_path, anonymous))

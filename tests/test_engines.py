@@ -100,6 +100,25 @@ def test_local_driver_killed_then_rerun_gives_identical_bytes(four_shards, tmp_p
     assert tree(out) == reference
 
 
+def test_local_driver_killed_leaves_no_process_behind(four_shards, tmp_path):
+    inputs, _ = four_shards
+    cfg, out = config(tmp_path, inputs, "orphans")
+    driver = gristmill(cfg, "--workers", "2")
+    wait_for(lambda: list(out.rglob(".tmp-*")))
+    children = psutil.Process(driver.pid).children(recursive=True)  # pool workers, resource tracker
+    assert children
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+
+    def ended(p: psutil.Process) -> bool:
+        try:
+            return p.status() == psutil.STATUS_ZOMBIE  # exited, not yet reaped by the new parent
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for(lambda: all(map(ended, children)), seconds=20, step=0.2)
+
+
 def test_ray_worker_killed_mid_task_is_retried(ray_cluster, four_shards, tmp_path):
     inputs, reference = four_shards
     cfg, out = config(tmp_path, inputs, "ray-killed-worker")

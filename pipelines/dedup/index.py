@@ -30,10 +30,10 @@ def check_index(release: str, cfg) -> None:
     wanted = index_params(cfg)
     if found.get("params") != wanted:
         raise IndexError_(f"{path} was built with other MinHash settings: {found.get('params')} != {wanted}")
-    fs, root = fsspec.core.url_to_fs(io.join(release, "dedup"))
-    for f in sorted(fs.glob(f"{root}/_bands/*/*.parquet")) + sorted(fs.glob(f"{root}/_sig/*.parquet")):
+    root = io.join(release, "dedup")
+    for f in io.glob(root, "_bands/*/*.parquet") + io.glob(root, "_sig/*.parquet"):
         try:
-            with fs.open(f, "rb") as fh:
+            with fsspec.open(f, "rb") as fh:
                 pq.read_metadata(fh)
         except Exception as exc:  # noqa: BLE001 - any unreadable file makes the index unusable
             raise IndexError_(f"{f} is not a readable Parquet file: {exc}") from None

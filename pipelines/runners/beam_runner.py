@@ -8,8 +8,8 @@ it ends. A task that raises is retried `max_retries` times inside the DoFn; a sh
 attempt is reported and the pipeline still completes the others.
 
 Beam runs DoFns in threads, so each Beam worker process runs the tasks in a pool of `workers` task
-processes that it keeps for its life: the per-document time limit needs a main thread, a task
-process that dies is replaced and its task retried, and extraction memory is given back with
+processes that it keeps for its life: a task process that dies is replaced and its task retried
+(the Beam worker survives it), and extraction memory is given back with
 `max_tasks_per_worker`, as with the local runner. On a cluster, set `workers` to the cores of one
 Beam worker.
 
@@ -31,6 +31,7 @@ import fsspec
 
 from pipelines import io
 from pipelines.runners.beam_options import pipeline_options
+from pipelines.runners.orphan import die_with_parent
 
 POLL_SECONDS = 0.5
 
@@ -55,7 +56,7 @@ def _pool(size: int, max_tasks: int | None) -> ProcessPoolExecutor:
     with _pools_lock:
         if (size, max_tasks) not in _pools:
             _pools[size, max_tasks] = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"),
-                                                          max_tasks_per_child=max_tasks)
+                                                          max_tasks_per_child=max_tasks, initializer=die_with_parent)
         return _pools[size, max_tasks]
 
 
@@ -173,12 +174,13 @@ class BeamRunner:
             return
         for path in sorted(fs.ls(root, detail=False)):
             name = path.rsplit("/", 1)[-1]
-            if name.startswith(".tmp-") or not name.endswith(".pkl"):
+            stem = name.removesuffix(".pkl")
+            if name == stem or not stem.isdigit() or int(stem) >= len(items) or int(stem) in seen:
                 continue
-            index = int(name[: -len(".pkl")])
-            if index in seen:
-                continue
+            index = int(stem)
             seen.add(index)
+            # the only unpickling in gristmill: `outcomes` is a folder this run named with a fresh uuid
+            # and its tasks alone write to, so no file from elsewhere (nor a user's input) is ever loaded
             with fs.open(path, "rb") as fh:
                 result, exc = pickle.load(fh)
             yield items[index], result, exc

@@ -10,6 +10,8 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from pipelines.runners.orphan import die_with_parent
+
 
 class WorkerDied(RuntimeError):
     """A shard-task's worker process died every time the task ran."""
@@ -51,7 +53,8 @@ class LocalRunner:
         if self._pool is None:
             # spawn, not fork: workers must not inherit the driver's threads (tqdm, Ray) or loaded models
             self._pool = ProcessPoolExecutor(self.cfg.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             max_tasks_per_child=self.cfg.max_tasks_per_worker)
+                                             max_tasks_per_child=self.cfg.max_tasks_per_worker,
+                                             initializer=die_with_parent)
         return self._pool
 
     def _submit(self, fn, item):
