@@ -9,7 +9,10 @@ import pytest
 from pipelines import stats
 from pipelines.config import ConfigError, load_config
 from pipelines.dedup import minhash
+from pipelines.dedup.config import DedupConfig
+from pipelines.dedup.index import index_params
 from pipelines.release import run_release
+from tests.test_release import tree
 from tests.warc_factory import PROSE
 
 BASE = " ".join(PROSE) + " " + " ".join(f"Paragraph {w} of the report discusses item {w}." for w in "abcdefghij")
@@ -128,3 +131,132 @@ def test_signature_estimates_jaccard_and_huge_documents():
     assert sig.shape == (256,) and (sig < minhash.MASK).all()
     curve = minhash.s_curve(np.array([0.5, 0.8, 0.95]), 14, 8)
     assert curve[0] < 0.3 and curve[1] > 0.9 and curve[2] > 0.999
+
+
+def shingles(text: str) -> np.ndarray:
+    return minhash.shingle_hashes(minhash.normalize(text), 5)
+
+
+def jaccard(a: str, b: str) -> float:
+    return minhash.jaccard(shingles(a), shingles(b))
+
+
+def edit(text: str, positions) -> str:
+    """Each word at `positions` replaced by a distinct made-up word (5 shingles lost per isolated edit)."""
+    words = text.split()
+    for n, p in enumerate(positions):
+        words[p] = "zq" + "".join(chr(97 + int(d)) for d in str(n + 1000 * p))
+    return " ".join(words)
+
+
+# A ~ B ~ C, A !~ C: B edits 4 spaced words of A, C 4 more of B (Jaccard ~0.82, ~0.82, ~0.67)
+CHAIN_A = BASE
+CHAIN_B = edit(CHAIN_A, [20, 60, 100, 140])
+CHAIN_C = edit(CHAIN_B, [40, 80, 120, 160])
+
+
+def test_chain_components_versus_anchored(tmp_path):
+    assert jaccard(CHAIN_A, CHAIN_B) >= 0.7 and jaccard(CHAIN_B, CHAIN_C) >= 0.7 > jaccard(CHAIN_A, CHAIN_C)
+    records = [{"id": "A", "text": CHAIN_A}, {"id": "B", "text": CHAIN_B}, {"id": "C", "text": CHAIN_C}]
+    comp = load_config(release(tmp_path, records, "{cluster: components}", name="comp"))
+    anch = load_config(release(tmp_path, records, name="anch"))  # the default: anchored, verified
+    run_release(comp, progress=False)
+    run_release(anch, progress=False)
+    assert outcome(Path(comp.output)) == ({"A"}, {"B": ("duplicate", "minhash", "A"),
+                                                  "C": ("duplicate", "minhash", "A")})
+    assert outcome(Path(anch.output)) == ({"A", "C"}, {"B": ("duplicate", "minhash", "A")})
+    sizes = stats.connect(anch.output).execute(
+        "SELECT metric, value FROM stats WHERE stage = 'dedup_clusters' AND metric LIKE 'cluster_size.%'").fetchall()
+    assert sizes == [("cluster_size.2", 1.0)]  # one group: A and the B it removed
+    # out of core (a DuckDB-sorted stream of edges) decides the same
+    ooc = load_config(release(tmp_path, records, "{max_union_find_edges: 0}", name="ooc"))
+    run_release(ooc, progress=False)
+    assert outcome(Path(ooc.output)) == outcome(Path(anch.output))
+
+
+def test_verification_covers_pairs_beyond_the_group_minimum(tmp_path):
+    """b0 shares its only band key with b1 and b2 but is not a near duplicate of them; b1 ~ b2 are. Checking
+    only the edges to the group's smallest id (b0) never links b1 and b2."""
+    b1 = " ".join(PROSE)
+    b2 = near(b1, 0)
+    b0 = " ".join(b1.split()[: len(b1.split()) // 2]) + " " + OTHER
+    assert jaccard(b1, b2) >= 0.7 and jaccard(b0, b1) < 0.7 and jaccard(b0, b2) < 0.7
+    sets = [shingles(t) for t in (b0, b1, b2)]
+    seed = next(s for s in range(1000)  # one band of one row: a seed under which all three share the key
+                if len({int(minhash.signature(x, minhash.seeds(1, s))[0]) for x in sets}) == 1)
+    records = [{"id": "b0", "text": b0}, {"id": "b1", "text": b1}, {"id": "b2", "text": b2}]
+    for mode in ("anchored", "components"):
+        cfg = load_config(release(tmp_path, records, f"{{cluster: {mode}, minhash: {{num_perm: 1, bands: 1, rows: 1, "
+                                                     f"seed: {seed}}}}}", name=mode))
+        run_release(cfg, progress=False)
+        assert outcome(Path(cfg.output)) == ({"b0", "b1"}, {"b2": ("duplicate", "minhash", "b1")})
+
+
+def paragraphs() -> list[str]:
+    """Real text: paragraphs of 60+ words from the Python docs validation set."""
+    found = []
+    with open(Path(__file__).parent / "data/validation/python-docs.jsonl") as f:
+        for line in f:
+            found += [p for p in json.loads(line)["text"].split("\n\n") if len(p.split()) >= 60]
+    return found
+
+
+def variants(count: int = 12) -> dict[str, str]:
+    """id -> text: for each of `count` real paragraphs, a chain of 6 variants, each with 1-4 % of the words
+    of the one before edited (so neighbours are near duplicates and the chain's ends are not)."""
+    rng = np.random.default_rng(0)
+    texts = {}
+    for i, paragraph in enumerate(paragraphs()[:count]):
+        variant = paragraph
+        for _ in range(6):
+            texts[f"p{i:02d}-{rng.integers(10**6):06d}"] = variant
+            n = len(variant.split())
+            variant = edit(variant, rng.choice(n, size=max(1, round(n * rng.uniform(0.01, 0.04))), replace=False))
+    return texts
+
+
+def test_every_removed_document_is_a_near_duplicate_of_its_keeper(tmp_path):
+    texts = variants()
+    records = [{"id": i, "text": t} for i, t in sorted(texts.items())]
+    anch = load_config(release(tmp_path, records, name="anch"))  # defaults
+    comp = load_config(release(tmp_path, records, "{cluster: components}", name="comp"))
+    run_release(anch, progress=False)
+    run_release(comp, progress=False)
+    kept, removed = outcome(Path(anch.output))
+    assert len(removed) >= 20 and kept | set(removed) == set(texts)
+    assert all(dup in kept and jaccard(texts[i], texts[dup]) >= 0.7 for i, (_, _, dup) in removed.items())
+    _, chained = outcome(Path(comp.output))  # components chain past the threshold on this set
+    assert any(jaccard(texts[i], texts[dup]) < 0.7 for i, (_, _, dup) in chained.items())
+
+
+def test_anchored_against_an_earlier_release(tmp_path):
+    """Documents already shipped are visited first: they remove their near duplicates whatever their
+    ids, and a document they removed removes nothing."""
+    first = load_config(release(tmp_path, [{"id": "z9", "text": CHAIN_A}], name="first"))
+    run_release(first, progress=False)
+    later = [{"id": "a0", "text": CHAIN_B}, {"id": "a1", "text": CHAIN_C}, {"id": "a2", "text": CHAIN_A.upper()}]
+    cfg = load_config(release(tmp_path, later, f"{{against: [{first.output}]}}", name="second"))
+    run_release(cfg, progress=False)
+    assert outcome(Path(cfg.output)) == ({"a1"}, {"a0": ("duplicate", "minhash", "z9"),
+                                                  "a2": ("duplicate", "exact", "z9")})
+
+
+def test_anchored_bytes_are_the_same_on_every_engine(ray_cluster, tmp_path):
+    records = [{"id": i, "text": t} for i, t in sorted(variants(6).items())]
+    config = release(tmp_path, records, "{buckets: 4}")
+    trees = {}
+    for kind, workers in (("local", 1), ("local", 2), ("ray", 2), ("beam", 2)):
+        out = tmp_path / f"{kind}-{workers}"
+        run_release(load_config(config, {"runner.kind": kind, "runner.workers": workers, "output": str(out)}),
+                    progress=False)
+        trees[kind, workers] = {k: v for k, v in tree(out).items() if k.startswith("dedup/")}
+    assert len(outcome(tmp_path / "local-1")[1]) >= 10  # documents were removed
+    assert all(t == trees["local", 1] for t in trees.values())
+
+
+def test_index_params_ignore_verification_and_cluster_mode():
+    """An earlier release's band index stays usable whatever the later one verifies or how it clusters."""
+    plain = DedupConfig(cluster="components", minhash={"verify": False, "verify_threshold": 0.9,
+                                                       "max_pairs_per_member": 3})
+    assert index_params(DedupConfig()) == index_params(plain)
+    assert index_params(DedupConfig()) != index_params(DedupConfig(minhash={"seed": 2}))

@@ -1,12 +1,11 @@
 """dedup: exact and MinHash LSH deduplication across the release (and earlier releases), as
 map -> shuffle through storage -> reduce steps (see tasks.py)."""
 
-import os
-
 from pipelines import io
 from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.index import IndexError_, check_index
 from pipelines.dedup.tasks import NAME, DedupApplyTask, DedupGlobalTask, DedupMapTask
+from pipelines.earlier import expand_against
 from pipelines.errors import ConfigError
 from pipelines.stage import CheckContext, Phase, PhaseContext, Stage, Upstream
 
@@ -25,23 +24,10 @@ def phases(ctx: PhaseContext) -> list[Phase]:
 
 
 def resolve(cfg: DedupConfig, ctx: CheckContext) -> DedupConfig:
-    """Globs in `against` become the finished earlier releases they match (those with a dedup index),
-    never the release itself; a glob may match nothing (the first release of a series)."""
+    """Globs in `against` become the finished earlier releases they match (see pipelines.earlier)."""
     if not any(map(io.is_glob, cfg.against)):
         return cfg
-    own = _normalised(ctx.release.output)
-    releases: list[str] = []
-    for pattern in cfg.against:
-        if not io.is_glob(pattern):
-            releases.append(pattern)
-            continue
-        found = [p[: -len("/dedup/_index.json")] for p in io.expand_paths(pattern.rstrip("/") + "/dedup/_index.json")]
-        releases += [r for r in found if _normalised(r) != own and r not in releases]
-    return cfg.model_copy(update={"against": releases})
-
-
-def _normalised(location: str) -> str:
-    return location.rstrip("/") if "://" in location else os.path.abspath(location)
+    return cfg.model_copy(update={"against": expand_against(cfg.against, ctx.release.output, f"{NAME}/_index.json")})
 
 
 def check(cfg: DedupConfig, ctx: CheckContext) -> None:

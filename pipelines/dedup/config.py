@@ -20,9 +20,15 @@ class MinHashConfig(StrictModel):
     lowercase: bool = Field(True, description="normalise: lowercase")
     normalize_digits: bool = Field(True, description="normalise: every digit becomes 0")
     strip_punctuation: bool = Field(True, description="normalise: punctuation dropped")
-    verify: bool = Field(False, description="keep only candidate pairs whose exact shingle Jaccard >= "
-                                            "verify_threshold")
+    verify: bool = Field(True, description="keep only candidate pairs whose exact shingle Jaccard >= "
+                                           "verify_threshold (pairs of identical normalised text need no check)")
     verify_threshold: float = Field(0.7, ge=0, le=1, description="see verify")
+    max_pairs_per_member: int = Field(
+        16, ge=1, description="candidate pairs per band group: each member is paired with up to the group's first "
+                              "this many members (earlier releases first, then smallest ids), so a group of n costs "
+                              "at most n x this many pairs (not n^2/2) and groups of up to this + 1 members are "
+                              "checked exhaustively; a pair missed here is still found through any other band the "
+                              "two share")
 
     @field_validator("rows")
     @classmethod
@@ -34,17 +40,26 @@ class MinHashConfig(StrictModel):
 
 
 class DedupConfig(StrictModel):
-    """Exact and near-duplicate removal across the release (and earlier releases). In each cluster the
-    document kept is the smallest id (or the longest); every other one is a reject with
-    `reason=duplicate`, `detail=exact|minhash` and `duplicate_of` = the kept id."""
+    """Exact and near-duplicate removal across the release (and earlier releases). Documents removed are
+    rejects with `reason=duplicate`, `detail=exact|minhash` and `duplicate_of` = the kept id; which ones
+    are removed depends on `cluster` and `keep`."""
 
     exact: bool = Field(True, description="remove exact copies (hash of the normalised text)")
     minhash: MinHashConfig = Field(MinHashConfig(), description="near duplicates")
-    keep: Literal["first_id", "longest"] = Field("first_id", description="which member of a cluster is kept")
+    keep: Literal["first_id", "longest"] = Field("first_id", description="keep order: smallest id first, or most "
+                                                                         "characters first (then smallest id)")
+    cluster: Literal["anchored", "components"] = Field(
+        "anchored", description="anchored: documents are visited in keep order (earlier releases first); a kept one "
+                                "removes its (verified) near duplicates not yet removed, a removed one removes "
+                                "nothing, so every removed document is a near duplicate of its duplicate_of. "
+                                "components: connected components of all (verified) pairs, one kept per component "
+                                "(A~B~C removes C for A even when A and C differ)")
     buckets: int = Field(16, ge=1, description="band keys are hash-partitioned into this many shuffle files")
     against: list[str] = Field(default_factory=list,
                                description="earlier releases (folders or globs) whose documents are already "
                                            "shipped; a glob expands to the finished releases it matches, never "
                                            "this one, and may match nothing")
-    max_union_find_edges: int = Field(5_000_000, ge=0, description="above this many edges, components are found "
-                                                                   "out of core (DuckDB)")
+    max_union_find_edges: int = Field(5_000_000, ge=0, description="above this many edges, clusters are found "
+                                                                   "out of core (DuckDB: label propagation for "
+                                                                   "components; for anchored a sorted stream of "
+                                                                   "edges, only the removed ids in memory)")

@@ -14,8 +14,8 @@ class IndexError_(ValueError):
 
 
 def index_params(cfg) -> dict:
-    """What must match for two releases' band keys to be comparable."""
-    m = cfg.minhash.model_dump(mode="json", exclude={"verify", "verify_threshold"})
+    """What must match for two releases' band keys to be comparable (not verification or cluster mode)."""
+    m = cfg.minhash.model_dump(mode="json", exclude={"verify", "verify_threshold", "max_pairs_per_member"})
     return {"version": 1, "exact": cfg.exact, "minhash": m, "buckets": cfg.buckets}
 
 

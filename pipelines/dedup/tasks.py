@@ -2,11 +2,15 @@
 
 map     OUT/dedup/_sig/part-N.parquet (id, exact key, length, words[, shingles]) and the band keys,
         hash-partitioned to OUT/dedup/_bands/bucket-B/part-N.parquet (the shuffle through storage)
-reduce  per bucket: documents sharing a (band, key) -> star edges to the smallest id, _edges/bucket-B
-cluster connected components of all edges (union-find in memory when the edges are few, else
-        min-label propagation in DuckDB, out of core) and the kept document of each component
-apply   per input shard: documents whose component keeps another one become rejects with
-        reason=duplicate, detail=exact|minhash and duplicate_of=<kept id>
+reduce  per bucket: documents sharing a (band, key) -> candidate pairs, _edges/bucket-B: an exact-text
+        group is a star to its first member; a MinHash group pairs each member with up to the group's
+        first `max_pairs_per_member` members (earlier releases first, then smallest ids)
+cluster verification (exact shingle Jaccard >= verify_threshold; exact pairs need none), then
+        `anchored`: documents visited in keep order, a kept one removes its verified near duplicates not
+        yet removed (a sorted stream of edges; only the removed ids are held), or `components`: connected
+        components (union-find in memory when the edges are few, else min-label propagation in DuckDB)
+apply   per input shard: documents removed become rejects with reason=duplicate, detail=exact|minhash
+        and duplicate_of=<kept id>
 Documents of earlier releases named in `against` join the graph and are always the kept ones.
 """
 
@@ -31,13 +35,25 @@ EXACT_BAND = -1  # the exact-text key travels through the same shuffle as a band
 SIG_SCHEMA = pa.schema([("id", pa.string()), ("part", pa.string()), ("exact", pa.uint64()),
                         ("chars", pa.int64()), ("words", pa.int64()), ("shingles", pa.list_(pa.uint64()))])
 BAND_SCHEMA = pa.schema([("band", pa.int16()), ("key", pa.uint64()), ("id", pa.string())])
-EDGE_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string())])
+EDGE_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("exact", pa.bool_())])
 CLUSTER_SCHEMA = pa.schema([("id", pa.string()), ("part", pa.string()), ("duplicate_of", pa.string()),
                             ("reason", pa.string()), ("cluster_size", pa.int64())])
 
 
 def _path(output: str, *parts: str) -> str:
     return io.join(output, NAME, *parts)
+
+
+def _list_column(arrays: list[np.ndarray | None]) -> pa.Array:
+    """list<uint64> column straight from numpy (no Python ints); null where None."""
+    lengths = [0 if a is None else len(a) for a in arrays]
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] >= 2**31:  # past list<> offsets: a shard this large goes the slow way
+        return pa.array([None if a is None else a.tolist() for a in arrays], pa.list_(pa.uint64()))
+    values = np.concatenate([a for a in arrays if a is not None] or [np.zeros(0, np.uint64)]).astype(np.uint64)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values),
+                                    mask=pa.array([a is None for a in arrays], pa.bool_()))
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,7 @@ class DedupMapTask(OfShard):
         out, cfg, part = self.shard.output, self.cfg, self.part
         m = cfg.minhash
         seeds = minhash.seeds(m.num_perm, m.seed)
-        sigs, buckets = [], [[] for _ in range(cfg.buckets)]
+        sigs, kept_shingles, buckets = [], [], [[] for _ in range(cfg.buckets)]
         docs = Documents(self.shard, self.upstream.stage, record=True)
         for doc in docs:
             text = doc.get("text") or ""
@@ -65,7 +81,8 @@ class DedupMapTask(OfShard):
             shingles = minhash.shingle_hashes(norm, m.ngram)
             exact = minhash.exact_key(norm)
             sigs.append({"id": doc["id"], "part": part, "exact": exact, "chars": len(text),
-                         "words": len(norm.split()), "shingles": shingles.tolist() if m.verify else None})
+                         "words": len(norm.split()), "shingles": None})
+            kept_shingles.append(shingles if m.verify else None)
             if not len(shingles):
                 continue  # no words: rejected as empty_text by apply, never compared
             keys = [(EXACT_BAND, exact)] if cfg.exact else []
@@ -75,7 +92,9 @@ class DedupMapTask(OfShard):
             for band, key in keys:
                 buckets[(key + band * 1_000_003) % cfg.buckets].append({"band": band, "key": key, "id": doc["id"]})
         docs.close()
-        io.write_table_atomic(_path(out, "_sig", f"{part}.parquet"), sigs, SIG_SCHEMA)
+        table = pa.Table.from_pylist(sigs, schema=SIG_SCHEMA)
+        table = table.set_column(SIG_SCHEMA.get_field_index("shingles"), "shingles", _list_column(kept_shingles))
+        io.write_bytes_atomic(_path(out, "_sig", f"{part}.parquet"), io.table_bytes(table))
         for b, rows in enumerate(buckets):
             rows.sort(key=lambda r: (r["band"], r["key"], r["id"]))
             io.write_table_atomic(_path(out, "_bands", f"bucket-{b:05d}", f"{part}.parquet"), rows, BAND_SCHEMA)
@@ -120,15 +139,24 @@ def _listing(files: list[str]) -> str:
 
 
 def run_reduce(task: DedupGlobalTask) -> dict:
-    selects = [f"SELECT band, key, '{prefix}' || id AS node FROM read_parquet({_listing(files)})"
+    selects = [f"SELECT band, key, {0 if prefix else 1} AS origin, '{prefix}' || id AS node "
+               f"FROM read_parquet({_listing(files)})"
                for prefix, files in _release_files(task, f"_bands/{task.part}/*.parquet")]
-    edges = []
+    k = task.cfg.minhash.max_pairs_per_member
+    pairs: dict[tuple[str, str], bool] = {}  # (a, b), a < b -> found in an exact-text group
     if selects:
         groups = duckdb.connect().execute(
-            f"SELECT list(node ORDER BY node) FROM ({' UNION ALL '.join(selects)}) "
-            "GROUP BY band, key HAVING count(*) > 1").fetchall()
-        pairs = {(nodes[0], other) for (nodes,) in groups for other in nodes[1:] if other != nodes[0]}
-        edges = [{"a": a, "b": b} for a, b in sorted(pairs)]
+            f"SELECT band = {EXACT_BAND}, list(origin ORDER BY origin, node), list(node ORDER BY origin, node) "
+            f"FROM ({' UNION ALL '.join(selects)}) GROUP BY band, key HAVING count(*) > 1").fetchall()
+        for exact, origins, nodes in groups:
+            for i in range(1, len(nodes)):
+                if not origins[i]:
+                    continue  # both from earlier releases: already shipped, never compared
+                for a in nodes[: 1 if exact else min(i, k)]:
+                    if a != nodes[i]:
+                        pair = (a, nodes[i]) if a < nodes[i] else (nodes[i], a)
+                        pairs[pair] = pairs.get(pair, False) or exact
+    edges = [{"a": a, "b": b, "exact": exact} for (a, b), exact in sorted(pairs.items())]
     io.write_table_atomic(_path(task.output, "_edges", f"{task.part}.parquet"), edges, EDGE_SCHEMA)
     return {"dedup_reduce": {"edges": len(edges)}}
 
@@ -168,49 +196,116 @@ def _label_propagation(con, edge_files: list[str]) -> dict[str, str]:
             return dict(con.execute("SELECT node, label FROM label").fetchall())
 
 
-def _verified(con, edges: list[tuple[str, str]], task) -> list[tuple[str, str]]:
+def _verified(con, edges: list[tuple[str, str, bool]], task) -> list[tuple[str, str, bool]]:
+    """Exact pairs, and the others whose exact shingle Jaccard reaches verify_threshold (a pair with a
+    document of an earlier release built without verification is kept unchecked)."""
+    needed = sorted({n for a, b, exact in edges if not exact for n in (a, b)})
+    con.register("needed", pa.table({"node": pa.array(needed, pa.string())}))
     shingles = {}
     for prefix, files in _release_files(task, "_sig/*.parquet"):
-        for node, values in con.execute(f"SELECT '{prefix}' || id, shingles FROM read_parquet({_listing(files)}) "
-                                        "WHERE shingles IS NOT NULL").fetchall():
-            shingles[node] = np.asarray(values, dtype=np.uint64)
+        found = con.sql(f"SELECT node, shingles FROM (SELECT '{prefix}' || id AS node, shingles FROM "
+                        f"read_parquet({_listing(files)}) WHERE shingles IS NOT NULL) JOIN needed USING (node)"
+                        ).to_arrow_table()
+        lists = found.column("shingles").combine_chunks()
+        offsets, values = lists.offsets.to_numpy(), lists.values.to_numpy()  # numpy views, no Python ints
+        for i, node in enumerate(found.column("node").to_pylist()):
+            shingles[node] = values[offsets[i] : offsets[i + 1]]
+    con.unregister("needed")
     threshold = task.cfg.minhash.verify_threshold
-    return [(a, b) for a, b in edges
-            if a not in shingles or b not in shingles or minhash.jaccard(shingles[a], shingles[b]) >= threshold]
+    return [(a, b, exact) for a, b, exact in edges if exact or a not in shingles or b not in shingles
+            or minhash.jaccard(shingles[a], shingles[b]) >= threshold]
 
 
-def run_cluster(task: DedupGlobalTask) -> dict:
-    con = duckdb.connect()
-    edge_files = io.glob(_path(task.output), "_edges/*.parquet")
-    edges = [tuple(e) for e in con.execute(f"SELECT DISTINCT a, b FROM read_parquet({_listing(edge_files)}) "
-                                           "ORDER BY a, b").fetchall()] if edge_files else []
-    n_candidates = len(edges)
-    if task.cfg.minhash.verify:
-        edges = _verified(con, edges, task)
-    if len(edges) <= task.cfg.max_union_find_edges:
-        label = _union_find(edges)
-    else:
-        verified = _path(task.output, "_edges_verified.parquet")
-        io.write_table_atomic(verified, [{"a": a, "b": b} for a, b in edges], EDGE_SCHEMA)
-        label = _label_propagation(con, io.glob(_path(task.output), "_edges_verified.parquet"))
-    meta = {}  # node -> (origin: 0 earlier release, 1 this one; chars; exact key; part)
+def _metadata(con, task, nodes: set[str]) -> dict[str, tuple]:
+    """node -> (origin: 0 earlier release, 1 this one; chars; exact key; part), for the nodes given."""
+    meta = {}
     for prefix, files in _release_files(task, "_sig/*.parquet"):
         origin = 0 if prefix else 1
         for node, chars, exact, part in con.execute(
                 f"SELECT '{prefix}' || id, chars, exact, part FROM read_parquet({_listing(files)})").fetchall():
-            if node in label:
+            if node in nodes:
                 meta[node] = (origin, chars, exact, part)
+    return meta
+
+
+def _components(con, edges: list[tuple[str, str, bool]], task, keep_order) -> dict[str, list[str]]:
+    """keeper -> members of its connected component (keeper included)."""
+    if len(edges) <= task.cfg.max_union_find_edges:
+        label = _union_find([(a, b) for a, b, _ in edges])
+    else:
+        verified = _path(task.output, "_edges_verified.parquet")
+        io.write_table_atomic(verified, [{"a": a, "b": b, "exact": e} for a, b, e in edges], EDGE_SCHEMA)
+        label = _label_propagation(con, io.glob(_path(task.output), "_edges_verified.parquet"))
     components: dict[str, list[str]] = {}
     for node, root in label.items():
         components.setdefault(root, []).append(node)
+    return {min(members, key=keep_order): members for members in components.values()}
+
+
+def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -> tuple[dict[str, list[str]], int]:
+    """(keeper -> [keeper] + the documents it removes, edges kept). Documents of identical normalised text (exact pairs)
+    share their shingles, so each such class stands as its first member in keep order; near-duplicate
+    pairs are verified between those, oriented (earlier, later) in keep order and streamed sorted: a
+    document not removed when its turn comes is kept and removes its neighbours not yet removed."""
+    ranked = sorted({n for e in edges for n in e[:2]}, key=keep_order)
+    rank = {node: i for i, node in enumerate(ranked)}
+    first_of_class: dict[int, str] = {}  # exact key -> first node in keep order
+    rep = {}
+    for node in ranked:
+        rep[node] = first_of_class.setdefault(meta[node][2], node) if task.cfg.exact else node
+    near = sorted({(min(rep[a], rep[b]), max(rep[a], rep[b])) for a, b, exact in edges
+                   if not exact and rep[a] != rep[b]})
+    near = [(a, b, False) for a, b in near]
+    if task.cfg.minhash.verify:
+        near = _verified(con, near, task)
+    oriented = [(rank[a], rank[b]) if rank[a] < rank[b] else (rank[b], rank[a]) for a, b, _ in near]
+    if len(oriented) <= task.cfg.max_union_find_edges:
+        stream = iter(sorted(oriented))
+    else:  # out of core: DuckDB sorts (spilling to disk) and the stream holds one batch at a time
+        u, v = (np.array(c, dtype=np.int64) for c in zip(*oriented, strict=True)) if oriented else ([], [])
+        table = pa.table({"u": pa.array(u, pa.int64()), "v": pa.array(v, pa.int64())})
+        io.write_bytes_atomic(_path(task.output, "_edges_oriented.parquet"), io.table_bytes(table))
+        del oriented, u, v, table
+        files = io.glob(_path(task.output), "_edges_oriented.parquet")
+        batches = con.sql(f"SELECT u, v FROM read_parquet({_listing(files)}) ORDER BY u, v").to_arrow_reader(
+            100_000)
+        stream = (row for batch in batches for row in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(),
+                                                           strict=True))
+    removed: dict[int, int] = {}  # rank -> rank of the kept document that removed it
+    for u, v in stream:
+        if u not in removed and v not in removed and meta[ranked[v]][0] == 1:
+            removed[v] = u
+    groups: dict[str, list[str]] = {}
+    for node in ranked:
+        first = rep[node]
+        keeper = ranked[removed[rank[first]]] if rank[first] in removed else first
+        if keeper != node:
+            groups.setdefault(keeper, [keeper]).append(node)
+    return groups, sum(exact for _, _, exact in edges) + len(near)
+
+
+def run_cluster(task: DedupGlobalTask) -> dict:
+    con, cfg = duckdb.connect(), task.cfg
+    edge_files = io.glob(_path(task.output), "_edges/*.parquet")
+    edges = [(a, b, exact) for a, b, exact in con.execute(
+        f"SELECT a, b, bool_or(exact) FROM read_parquet({_listing(edge_files)}) GROUP BY a, b "
+        "ORDER BY a, b").fetchall()] if edge_files else []
+    n_candidates = len(edges)
+    meta = _metadata(con, task, {n for e in edges for n in e[:2]})
 
     def keep_order(node: str):
         origin, chars, _, _ = meta[node]
-        return (origin, -chars, node) if task.cfg.keep == "longest" else (origin, node)
+        return (origin, -chars, node) if cfg.keep == "longest" else (origin, node)
 
+    if cfg.cluster == "anchored":
+        groups, n_edges = _anchored(con, edges, task, keep_order, meta)
+    else:
+        if cfg.minhash.verify:
+            edges = _verified(con, edges, task)
+        groups = _components(con, edges, task, keep_order)
+        n_edges = len(edges)
     rows, sizes = [], []
-    for members in components.values():
-        keeper = min(members, key=keep_order)
+    for keeper, members in groups.items():
         sizes.append(len(members))
         for node in members:
             if node != keeper and meta[node][0] == 1:  # only this release's documents are removed
@@ -219,7 +314,7 @@ def run_cluster(task: DedupGlobalTask) -> dict:
                              if keeper.startswith("@") else keeper, "reason": reason, "cluster_size": len(members)})
     rows.sort(key=lambda r: (r["part"], r["id"]))
     io.write_table_atomic(_path(task.output, "_clusters", "clusters.parquet"), rows, CLUSTER_SCHEMA)
-    metrics = {"candidate_pairs": n_candidates, "edges": len(edges), "clusters": len(sizes),
+    metrics = {"candidate_pairs": n_candidates, "edges": n_edges, "clusters": len(sizes),
                "largest_cluster": max(sizes, default=0), "duplicates": len(rows)}
     sizes_metrics = {f"cluster_size.{size}": sizes.count(size) for size in sorted(set(sizes))}
     rows = [{"stage": "dedup_clusters", "part": "clusters", "source": None, "input_file": None, "metric": k,
