@@ -260,3 +260,31 @@ def test_index_params_ignore_verification_and_cluster_mode():
                                                        "max_pairs_per_member": 3})
     assert index_params(DedupConfig()) == index_params(plain)
     assert index_params(DedupConfig()) != index_params(DedupConfig(minhash={"seed": 2}))
+
+
+def test_hostile_documents_through_every_dedup_stage(tmp_path):
+    """Empty text, whitespace only, a 10M-character document and URL oddities: every dedup stage runs,
+    nothing is lost and the funnel adds up."""
+    huge = " ".join(f"w{i % 50_000}" for i in range(1_500_000))  # ~10M characters
+    records = [
+        {"id": "e1", "text": "", "url": "http://example.org/a"},
+        {"id": "e2", "text": "   \n\n  ", "url": "HTTP://Example.org:80/a/#frag"},
+        {"id": "h1", "text": huge, "url": "http://[::1"},
+        {"id": "h2", "text": huge + " tail", "url": None},
+        *({"id": f"d{i}", "text": near(BASE, i), "url": f"https://example.org/p?utm_source=x&i={i}"}
+          for i in range(3)),
+    ]
+    assert len(huge) > 9_000_000
+    config = release(tmp_path, records, "{}")
+    Path(config).write_text(Path(config).read_text().replace(
+        "  dedup: {}", "  url_dedup: {}\n  line_dedup: {max_docs: 2}\n  dedup: {}"))
+    run_release(load_config(config), progress=False)
+    funnel = stats.funnel(str(tmp_path / "r"))
+    assert funnel["adds_up"] and funnel["records_read"] == len(records)
+    kept, removed = outcome(tmp_path / "r")
+    assert "h1" in kept and removed["h2"][:2] == ("duplicate", "minhash")  # the 10M-character pair, verified
+    assert {"d0", "d1", "d2"} - kept == {"d1", "d2"}  # near copies of d0
+    con = stats.connect(str(tmp_path / "r"))
+    reasons = dict(con.execute("SELECT id, stage || ':' || reason FROM rejects").fetchall())
+    assert reasons["e2"] == "url_dedup:duplicate_url"  # the same page as e1 once normalised
+    assert reasons["e1"] in ("line_dedup:boilerplate_only", "dedup:empty_text")
