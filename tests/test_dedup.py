@@ -242,15 +242,26 @@ def test_anchored_against_an_earlier_release(tmp_path):
 
 
 def test_anchored_bytes_are_the_same_on_every_engine(ray_cluster, tmp_path):
-    records = [{"id": i, "text": t} for i, t in sorted(variants(6).items())]
+    """dedup, and url_dedup and line_dedup before it, give the same bytes on every engine."""
+    records = [{"id": i, "text": t, "url": f"https://example.org/{i}"} for i, t in sorted(variants(6).items())]
+    records += [{"id": f"x{i}", "text": f"Shared footer line of five pages.\n{OTHER} {i}",
+                 "url": f"https://x.org/{i // 2}"} for i in range(5)]  # 3 URLs, and one line in 5 documents
     config = release(tmp_path, records, "{buckets: 4}")
+    Path(config).write_text(Path(config).read_text().replace(
+        "  dedup: {buckets: 4}", "  url_dedup: {keep: longest}\n  line_dedup: {max_docs: 2}\n  dedup: {buckets: 4}"))
     trees = {}
     for kind, workers in (("local", 1), ("local", 2), ("ray", 2), ("beam", 2)):
         out = tmp_path / f"{kind}-{workers}"
         run_release(load_config(config, {"runner.kind": kind, "runner.workers": workers, "output": str(out)}),
                     progress=False)
-        trees[kind, workers] = {k: v for k, v in tree(out).items() if k.startswith("dedup/")}
+        trees[kind, workers] = {k: v for k, v in tree(out).items() if k.split("/")[0] in ("url_dedup", "line_dedup",
+                                                                                         "dedup")}
     assert len(outcome(tmp_path / "local-1")[1]) >= 10  # documents were removed
+    funnel = stats.funnel(str(tmp_path / "local-1"))["stages"]
+    assert funnel["url_dedup"]["rejected"] == 2
+    removed_lines = stats.connect(str(tmp_path / "local-1")).sql(
+        "SELECT sum(value) FROM stats WHERE stage = 'line_dedup' AND metric = 'units_removed'").fetchall()[0][0]
+    assert removed_lines == 3  # the footer, from the 3 documents left after url_dedup
     assert all(t == trees["local", 1] for t in trees.values())
 
 
