@@ -299,3 +299,15 @@ def test_hostile_documents_through_every_dedup_stage(tmp_path):
     reasons = dict(con.execute("SELECT id, stage || ':' || reason FROM rejects").fetchall())
     assert reasons["e2"] == "url_dedup:duplicate_url"  # the same page as e1 once normalised
     assert reasons["e1"] in ("line_dedup:boilerplate_only", "dedup:empty_text")
+
+
+def test_fewer_buckets_on_rerun_reads_no_old_edges(tmp_path):
+    """A rerun with fewer buckets must not read the edge files of the buckets that are gone."""
+    records = [{"id": "a1", "text": BASE}, {"id": "a3", "text": near(BASE, 0)}, {"id": "b1", "text": OTHER}]
+    run_release(load_config(release(tmp_path, records, "{buckets: 8, minhash: {verify: false}, cluster: components}")),
+                progress=False)
+    assert outcome(tmp_path / "r")[0] == {"a1", "b1"}
+    records[1]["text"] = "An unrelated page about gardening, soil, tomatoes and the weather in the spring. " * 4
+    run_release(load_config(release(tmp_path, records, "{buckets: 1, minhash: {verify: false}, cluster: components}")),
+                progress=False)
+    assert outcome(tmp_path / "r")[0] == {"a1", "a3", "b1"}

@@ -286,7 +286,8 @@ def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -
 
 def run_cluster(task: DedupGlobalTask) -> dict:
     con, cfg = duckdb.connect(), task.cfg
-    edge_files = io.glob(_path(task.output), "_edges/*.parquet")
+    # this configuration's buckets only: a release rerun with fewer buckets keeps the old files
+    edge_files = [_path(task.output, "_edges", f"bucket-{b:05d}.parquet") for b in range(cfg.buckets)]
     edges = [(a, b, exact) for a, b, exact in con.execute(
         f"SELECT a, b, bool_or(exact) FROM read_parquet({_listing(edge_files)}) GROUP BY a, b "
         "ORDER BY a, b").fetchall()] if edge_files else []
