@@ -37,7 +37,7 @@ class SourceConfig(StrictModel):
     format: Literal["warc", "wet", "jsonl", "parquet"] = Field(
         description="warc (HTML, needs extract) | wet | jsonl (.gz/.zst/plain) | parquet")
     text_field: str = Field("text", description="jsonl/parquet: the field holding the text")
-    id_field: str | None = Field("id", description="jsonl/parquet: the id field; absent values fall back to "
+    id_field: str | None = Field("id", description="jsonl/parquet: the id field; absent or empty values fall back to "
                                                    "`<source>/<file>#<line-or-row>`")
     url_field: str | None = Field("url", description="jsonl/parquet: the URL field")
     storage_options: dict = Field(default_factory=dict,

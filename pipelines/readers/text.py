@@ -78,7 +78,7 @@ def _doc(source, path: str, offset: int, record: dict, errors: list[dict]) -> di
         if not metadata.isascii() and not encodable(metadata):  # lone surrogates: keep them as JSON escapes
             metadata = json.dumps(extra, sort_keys=True, default=str)
     return {
-        "id": raw_id if raw_id is not None else f"{source.name}/{path}#{offset}",
+        "id": raw_id or f"{source.name}/{path}#{offset}",  # an empty id would be shared by many documents
         "text": text,
         "url": url,
         "source": source.name,
