@@ -153,9 +153,13 @@ def _read_yaml(path: str) -> dict:
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: config file larger than {MAX_CONFIG_BYTES} bytes")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        _check_size(node, path)
-        raw = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # as yaml.safe_load, with the size checked between compose and construct
+        try:
+            node = loader.get_single_node()
+            _check_size(node, path)
+            raw = None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
     except RecursionError:
         raise ConfigError(f"{path}: YAML nested too deeply (more than {MAX_YAML_DEPTH} levels)") from None
     except yaml.YAMLError as exc:

@@ -63,14 +63,13 @@ class ReleaseLock:
                 return self
         held = _read(self.path)
         gone = held.get("host") == self.mine["host"] and isinstance(held.get("pid"), int) and not _alive(held["pid"])
-        if not (held and not gone) or self.force:
-            log.warning("taking over the release lock %s of %s", self.path,
-                        f"pid {held.get('pid')} on {held.get('host')} (started {held.get('started')})"
-                        if held else "a run that left it unreadable")
-        else:
+        if held and not gone and not self.force:
             raise ReleaseLocked(f"{self.path}: another run is writing this release (pid {held.get('pid')} on "
                                 f"{held.get('host')}, started {held.get('started')}); wait for it, or if it is "
                                 f"gone (e.g. its host died) rerun with --force")
+        log.warning("taking over the release lock %s of %s", self.path,
+                    f"pid {held.get('pid')} on {held.get('host')} (started {held.get('started')})"
+                    if held else "a run that left it unreadable")
         io.write_bytes_atomic(self.path, data)
         return self
 

@@ -202,8 +202,10 @@ def write_manifest(cfg: ReleaseConfig, shards: list[ShardTask]) -> dict:
     outputs, stale = [], []
     for path in sorted(fs.find(root)):
         rel = path[len(root.rstrip("/")) + 1:]
-        if rel in ("manifest.json", "_lock") or rel.startswith(("_logs/", f"{STALE}/")) or "/.tmp-" in path:
-            stale += [rel] if rel.startswith(f"{STALE}/") else []
+        if rel.startswith(f"{STALE}/"):
+            stale.append(rel)
+            continue
+        if rel in ("manifest.json", "_lock") or rel.startswith("_logs/") or "/.tmp-" in path:
             continue
         entry = {"path": rel, "bytes": fs.size(path), "sha256": io.sha256_file(fs.unstrip_protocol(path))}
         if rel.endswith(".parquet"):

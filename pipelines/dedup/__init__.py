@@ -3,7 +3,7 @@ map -> shuffle through storage -> reduce steps (see tasks.py)."""
 
 from pipelines import io
 from pipelines.dedup.config import DedupConfig
-from pipelines.dedup.index import IndexError_, check_index
+from pipelines.dedup.index import check_index
 from pipelines.dedup.tasks import NAME, DedupApplyTask, DedupGlobalTask, DedupMapTask
 from pipelines.earlier import expand_against
 from pipelines.errors import ConfigError
@@ -34,7 +34,7 @@ def check(cfg: DedupConfig, ctx: CheckContext) -> None:
     for i, earlier in enumerate(cfg.against):
         try:
             check_index(earlier, cfg)
-        except IndexError_ as exc:
+        except ValueError as exc:
             raise ConfigError(f"against[{i}]: {exc}") from None
 
 

@@ -3,12 +3,8 @@
 (see tasks.py). A finished release keeps its unit counts (OUT/line_dedup/_counts, _index.json) so a
 later release can add them (`against`)."""
 
-import json
-
-import fsspec
-import pyarrow.parquet as pq
-
 from pipelines import io
+from pipelines.earlier import check_index as check_earlier_index
 from pipelines.earlier import expand_against, location
 from pipelines.errors import ConfigError
 from pipelines.line_dedup.config import LineDedupConfig
@@ -50,24 +46,8 @@ def resolve(cfg: LineDedupConfig, ctx: CheckContext) -> LineDedupConfig:
 
 def check_index(release: str, cfg: LineDedupConfig) -> None:
     """The earlier release's unit counts exist, are readable and were counted the same way; raises ValueError."""
-    index = path(release, INDEX)
-    if not io.exists(index):
-        raise ValueError(f"no line_dedup index at {index} (was the release built with stages.line_dedup?)")
-    try:
-        found = io.read_json(index)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{index} is corrupt: {exc}") from None
-    wanted = index_params(cfg)
-    if not isinstance(found, dict) or found.get("params") != wanted:
-        params = found.get("params") if isinstance(found, dict) else found
-        raise ValueError(f"{index} was built with other line_dedup settings: {params} != {wanted}")
-    for b in range(cfg.buckets):
-        counts = path(release, "_counts", f"{bucket_name(b)}.parquet")
-        try:
-            with fsspec.open(counts, "rb") as fh:
-                pq.read_metadata(fh)
-        except Exception as exc:  # noqa: BLE001 - a missing or unreadable file makes the index unusable
-            raise ValueError(f"{counts} is not a readable Parquet file: {exc}") from None
+    files = [path(release, "_counts", f"{bucket_name(b)}.parquet") for b in range(cfg.buckets)]
+    check_earlier_index(release, NAME, index_params(cfg), "line_dedup settings", files)
 
 
 def check(cfg: LineDedupConfig, ctx: CheckContext) -> None:
