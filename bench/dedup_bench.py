@@ -1,8 +1,10 @@
 """Benchmark: gristmill dedup against datatrove's MinHash pipeline and datasketch, same text, same run.
 
-Input: the extracted text of the crawl sample (1x), and 4x (three more copies, each document with
+Input: the extracted text of the crawl sample (1x), and k x (k - 1 more copies, each document with
 one word replaced: near duplicates). Same parameters everywhere: word 5-grams, 112 permutations,
-14 bands x 8 rows. Prints docs/s per core, peak RSS, kept documents and the ratios.
+14 bands x 8 rows; gristmill at its defaults (verified candidates, anchored clusters). Prints docs/s
+per core, peak RSS, kept documents and the ratios, then gristmill's wall and peak RSS per phase
+(from its run log: the largest task's peak).
 """
 
 import argparse
@@ -13,6 +15,7 @@ import sys
 from functools import partial
 
 from extract_filter import HERE, ROOT, WORK, measure
+from runner_scaling import phase_walls
 
 sys.path.insert(0, str(ROOT))
 from pipelines import stats  # noqa: E402
@@ -59,7 +62,18 @@ def run_gristmill(folder, workers):
     config = WORK / f"{out.name}.yaml"
     config.write_text(DEDUP.format(out=out, workers=workers, corpus=folder))
     result = measure([str(ROOT / ".venv/bin/gristmill"), "run", str(config), "--quiet"])
-    return {**result, "kept": stats.funnel(str(out))["kept"]}
+    return {**result, "kept": stats.funnel(str(out))["kept"], "phases": phases(out)}
+
+
+def phases(out) -> dict:
+    """Per phase of the run: its wall seconds and the peak RSS (MB) of its largest task."""
+    walls, _, _ = phase_walls(out)
+    log = json.loads(max((out / "_logs").glob("run-*.json")).read_text())
+    rss = {}
+    for r in log["reports"]:
+        name = r["phase"].split(": ", 1)[1]
+        rss[name] = max(rss.get(name, 0), r["peak_rss_mb"])
+    return {name: (wall, rss[name]) for name, wall in walls.items()}
 
 
 def run_datatrove(folder, workers):
@@ -103,6 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default=str(ROOT.parent / "shared/data/crawl-sample/*.warc.gz"))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--copies", type=int, nargs="+", default=[1, 4], help="input sizes, in copies of the sample")
     parser.add_argument("--datasketch", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.datasketch:
@@ -110,7 +125,7 @@ def main() -> None:
     WORK.mkdir(exist_ok=True)
     print(f"{'input':<8}{'tool':<22}{'s':>7}{'docs':>7}{'kept':>7}{'docs/s/core':>13}{'RSS/proc MB':>13}")
     results = {}
-    for copies in (1, 4):
+    for copies in args.copies:
         folder, n_docs = corpus(args, copies)
         runs = {"gristmill": partial(run_gristmill, folder, args.workers),
                 "datatrove": partial(run_datatrove, folder, args.workers),
@@ -122,13 +137,17 @@ def main() -> None:
             results[(copies, tool)] = r
             print(f"{copies}x{'':<6}{tool:<22}{r['seconds']:>7.1f}{n_docs:>7}{r['kept']:>7}"
                   f"{r['docs_per_s_core']:>13.1f}{r['peak_rss_worker_mb']:>13.0f}")
-    for copies in (1, 4):
+    for copies in args.copies:
+        print(f"{copies}x gristmill phases: " + ", ".join(
+            f"{name} {wall:.1f}s {rss:.0f} MB" for name, (wall, rss) in results[(copies, "gristmill")]["phases"].items()))
+    for copies in args.copies:
         g = results[(copies, "gristmill")]["docs_per_s_core"]
         datatrove, datasketch = (results[(copies, t)]["docs_per_s_core"] for t in ("datatrove", "datasketch (1 proc)"))
         print(f"{copies}x: gristmill / datatrove docs/s per core {g / datatrove:.2f}x, "
               f"/ datasketch {g / datasketch:.2f}x")
-    growth = results[(4, "gristmill")]["seconds"] / results[(1, "gristmill")]["seconds"]
-    print(f"gristmill time 1x -> 4x input: x{growth:.2f}")
+    first, last = args.copies[0], args.copies[-1]
+    growth = results[(last, "gristmill")]["seconds"] / results[(first, "gristmill")]["seconds"]
+    print(f"gristmill time {first}x -> {last}x input: x{growth:.2f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ marker last: a task killed at any point leaves no marker and reruns.
 """
 
 import os
+import resource
 import socket
 import time
 from collections import Counter
@@ -35,15 +36,35 @@ class Task(Protocol):
 
 
 def run_task(task: Task) -> dict:
-    """Skip-check, body, marker; returns the task's report with where and how long it ran."""
+    """Skip-check, body, marker; returns the task's report with where and how long it ran, and the
+    worker's peak resident memory during the task (`peak_rss_mb`)."""
     began = time.time()
+    _reset_peak_rss()
     report = {"part": task.part, "input_file": task.input_file, "skipped": True, "stages": {}}
     fingerprint = task.fingerprint()
     if not io.marker_matches(task.marker, fingerprint):
         report.update(skipped=False, stages=task.run() or {})
         io.write_marker(task.marker, fingerprint, **({"input_file": task.input_file} if task.input_file else {}))
     return {**report, "host": socket.gethostname(), "pid": os.getpid(), "started": round(began, 3),
-            "seconds": round(time.time() - began, 3)}
+            "seconds": round(time.time() - began, 3), "peak_rss_mb": _peak_rss_mb()}
+
+
+def _reset_peak_rss() -> None:
+    """Linux: resets this process's peak RSS, so a reused worker's peak is the task's own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:  # not Linux, or not allowed: the peak is then the worker's since it started
+        pass
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    return round(kb / 1024, 1)
 
 
 @dataclass(frozen=True)

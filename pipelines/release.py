@@ -144,7 +144,9 @@ def _run_locked(cfg: ReleaseConfig, progress: bool) -> dict:
     runner = make_runner(cfg.runner, scratch=io.join(cfg.output, "_logs"))
     runner.start()  # connects to the engine and checks the resources asked for, before any work
     io.remove_temporaries(cfg.output)  # the lock is ours: leftovers are from a crash
-    set_aside_stale(cfg.output, {t.part for t in shards})
+    buckets = {name: getattr(cfg.stages, name).buckets for name in cfg.stages.enabled()
+               if hasattr(getattr(cfg.stages, name), "buckets")}
+    set_aside_stale(cfg.output, {t.part for t in shards}, buckets)
     began = time.time()
     try:
         reports, failures = _run_phases(cfg, runner, shards, progress)
@@ -169,12 +171,14 @@ def _run_locked(cfg: ReleaseConfig, progress: bool) -> dict:
 
 # a part's files: part-00003.parquet, _SUCCESS.part-00003, part-00003-00000.bin
 PART = re.compile(r"(?:^|[._])(part-[0-9]+)")
+BUCKET = re.compile(r"(?:^|[/._])bucket-([0-9]+)")  # _bands/bucket-00003/…, _SUCCESS.reduce.bucket-00003
 STALE = "_stale"
 
 
-def set_aside_stale(output: str, planned: set[str]) -> list[str]:
-    """Moves the files of parts no longer planned (an input left the config) to OUT/_stale/, so no
-    global step or view reads them. Returns their paths relative to the output."""
+def set_aside_stale(output: str, planned: set[str], buckets: dict[str, int] | None = None) -> list[str]:
+    """Moves the files of parts no longer planned (an input left the config), and the shuffle files of
+    buckets past a stage's `buckets` (it was lowered), to OUT/_stale/, so no global step or view reads
+    them. `buckets`: stage name -> its configured count. Returns the paths moved, relative to the output."""
     fs, root = fsspec.core.url_to_fs(output)
     if not fs.exists(root):
         return []
@@ -182,8 +186,7 @@ def set_aside_stale(output: str, planned: set[str]) -> list[str]:
     moved = []
     for path in sorted(fs.find(root)):
         rel = path[len(root) + 1:]
-        match = PART.search(os.path.basename(rel))
-        if rel.startswith(f"{STALE}/") or rel.startswith("_logs/") or not match or match.group(1) in planned:
+        if rel.startswith(f"{STALE}/") or rel.startswith("_logs/") or not _is_stale(rel, planned, buckets or {}):
             continue
         fs.makedirs(os.path.dirname(f"{root}/{STALE}/{rel}"), exist_ok=True)
         fs.mv(path, f"{root}/{STALE}/{rel}")
@@ -191,6 +194,15 @@ def set_aside_stale(output: str, planned: set[str]) -> list[str]:
     if moved:
         log.warning("%d files of parts no longer in the release moved to %s", len(moved), io.join(output, STALE))
     return moved
+
+
+def _is_stale(rel: str, planned: set[str], buckets: dict[str, int]) -> bool:
+    part = PART.search(os.path.basename(rel))
+    if part and part.group(1) not in planned:
+        return True
+    stage = rel.split("/", 1)[0]
+    bucket = BUCKET.search(rel)
+    return stage in buckets and bucket is not None and int(bucket.group(1)) >= buckets[stage]
 
 
 def write_manifest(cfg: ReleaseConfig, shards: list[ShardTask]) -> dict:

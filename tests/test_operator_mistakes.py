@@ -96,6 +96,30 @@ def test_removed_input_leaves_the_release(tmp_path):
     assert not any("part-00001" in o["path"] for o in manifest["outputs"])
 
 
+def test_fewer_buckets_leave_no_stale_shuffle_files(tmp_path):
+    """A rerun with `buckets` lowered: the old buckets' files of url_dedup, line_dedup and dedup go to
+    _stale/, so stats and the cluster step see what a fresh run with the new count sees."""
+    files = write_inputs(tmp_path / "in")
+
+    def run(out: Path, buckets: int):
+        stages = f"url_dedup: {{buckets: {buckets}}}\n  line_dedup: {{buckets: {buckets}}}\n  dedup: {{buckets: {buckets}}}"
+        path = tmp_path / "release.yaml"
+        path.write_text(CONFIG.format(out=out, paths=json.dumps([str(p) for p in files.values()]))
+                        .replace("dedup: {buckets: 2}", stages))
+        run_release(load_config(str(path)), progress=False)
+        return stats.connect(str(out)).sql("SELECT stage, metric, sum(value) FROM stats GROUP BY ALL ORDER BY ALL").fetchall()
+
+    out = tmp_path / "out"
+    run(out, 4)
+    lowered = run(out, 1)
+    assert lowered == run(tmp_path / "fresh", 1)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not any("bucket-00001" in o["path"] for o in manifest["outputs"])
+    stale = {p.split("/")[1] for p in manifest["stale"]}
+    assert stale == {"url_dedup", "line_dedup", "dedup"}
+    assert all("bucket-0000" in p and "bucket-00000" not in p for p in manifest["stale"])
+
+
 def test_output_named_like_a_glob(tmp_path):
     files = write_inputs(tmp_path / "in")
     a, b = tmp_path / "web[1]", tmp_path / "web[2]"
