@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from pipelines import stats
 from pipelines.config import ConfigError, load_config
@@ -227,6 +229,37 @@ def test_every_removed_document_is_a_near_duplicate_of_its_keeper(tmp_path):
     assert all(dup in kept and jaccard(texts[i], texts[dup]) >= 0.7 for i, (_, _, dup) in removed.items())
     _, chained = outcome(Path(comp.output))  # components chain past the threshold on this set
     assert any(jaccard(texts[i], texts[dup]) < 0.7 for i, (_, _, dup) in chained.items())
+
+
+def test_anchored_checks_only_pairs_that_can_remove(tmp_path):
+    """10 mutual near copies: the first kept removes the 9 others after 9 checks (45 pairs are candidates)."""
+    base = " ".join(PROSE)
+    records = [{"id": f"c{i}", "text": edit(base, [10 + i])} for i in range(10)]
+    assert min(jaccard(a["text"], b["text"]) for a in records for b in records) >= 0.8
+    cfg = load_config(release(tmp_path, records))
+    run_release(cfg, progress=False)
+    kept, removed = outcome(Path(cfg.output))
+    assert kept == {"c0"} and {dup for _, _, dup in removed.values()} == {"c0"}
+    metrics = dict(stats.connect(cfg.output).execute(
+        "SELECT metric, value FROM stats WHERE stage = 'dedup_clusters'").fetchall())
+    assert metrics["candidate_pairs"] == 45 and metrics["pairs_checked"] == 9
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.sets(st.integers(0, 40)), st.sets(st.integers(0, 40)))
+def test_jaccard_of_sorted_hashes_is_exact(a, b):
+    expected = len(a & b) / len(a | b) if a or b else 1.0
+    spread = [np.array(sorted(x * 0x9E3779B97F4A7C15 % 2**64 for x in s), np.uint64) for s in (a, b)]  # all 64 bits
+    assert minhash.jaccard(*spread) == expected
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.text(st.characters(max_codepoint=127)), st.booleans(), st.booleans(), st.booleans())
+@example("".join(f"a{chr(c)}B" for c in range(128)), True, True, True)
+def test_ascii_normalisation_matches_the_unicode_path(text, lowercase, digits, punctuation):
+    """ASCII text takes a translate table; it must normalise exactly as the general path does."""
+    flags = (lowercase, digits, punctuation)
+    assert minhash.normalize(text, *flags) == minhash.normalize(text + "é", *flags).removesuffix("é").rstrip()
 
 
 def test_anchored_against_an_earlier_release(tmp_path):

@@ -102,12 +102,13 @@ def test_fewer_buckets_leave_no_stale_shuffle_files(tmp_path):
     files = write_inputs(tmp_path / "in")
 
     def run(out: Path, buckets: int):
-        stages = f"url_dedup: {{buckets: {buckets}}}\n  line_dedup: {{buckets: {buckets}}}\n  dedup: {{buckets: {buckets}}}"
+        stages = "\n  ".join(f"{stage}: {{buckets: {buckets}}}" for stage in ("url_dedup", "line_dedup", "dedup"))
         path = tmp_path / "release.yaml"
         path.write_text(CONFIG.format(out=out, paths=json.dumps([str(p) for p in files.values()]))
                         .replace("dedup: {buckets: 2}", stages))
         run_release(load_config(str(path)), progress=False)
-        return stats.connect(str(out)).sql("SELECT stage, metric, sum(value) FROM stats GROUP BY ALL ORDER BY ALL").fetchall()
+        query = "SELECT stage, metric, sum(value) FROM stats GROUP BY ALL ORDER BY ALL"
+        return stats.connect(str(out)).sql(query).fetchall()
 
     out = tmp_path / "out"
     run(out, 4)

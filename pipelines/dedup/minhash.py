@@ -7,6 +7,7 @@ signature is the minimum over shingles. A text with fewer than n words is one sh
 words), so short documents still match their exact copies (docs/stages.md says so).
 """
 
+import functools
 import re
 import unicodedata
 
@@ -19,6 +20,9 @@ MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def normalize(text: str, lowercase: bool = True, digits: bool = True, punctuation: bool = True) -> str:
+    if text.isascii():  # one bytes.translate instead of four Unicode passes; most crawl text is ASCII
+        text = text.encode("ascii").translate(_ascii_table(lowercase, digits, punctuation)).decode("ascii")
+        return " ".join(text.split())
     text = unicodedata.normalize("NFC", text)
     if lowercase:
         text = text.lower()
@@ -29,24 +33,36 @@ def normalize(text: str, lowercase: bool = True, digits: bool = True, punctuatio
     return " ".join(text.split())
 
 
+@functools.cache
+def _ascii_table(lowercase: bool, digits: bool, punctuation: bool) -> bytes:
+    """What `normalize` does to each ASCII character (each maps to one character), as a translate table."""
+    table = bytearray(range(256))
+    for code in range(128):
+        char = chr(code).lower() if lowercase else chr(code)
+        char = _DIGITS.sub("0", char) if digits else char
+        table[code] = ord(_PUNCT.sub(" ", char) if punctuation else char)
+    return bytes(table)
+
+
 def exact_key(normalized: str) -> int:
     return xxhash.xxh64_intdigest(normalized.encode("utf-8"))
 
 
 def shingle_hashes(normalized: str, n: int) -> np.ndarray:
-    """Distinct 64-bit hashes of the word n-grams (one shingle for texts shorter than n words)."""
+    """Distinct 64-bit hashes of the word n-grams, sorted (one shingle for texts shorter than n words)."""
     words = normalized.split()
     if not words:
         return np.zeros(0, dtype=np.uint64)
     vocab = {w: xxhash.xxh64_intdigest(w.encode("utf-8")) for w in set(words)}  # each distinct word once
-    ids = np.fromiter((vocab[w] for w in words), dtype=np.uint64, count=len(words))
+    ids = np.fromiter(map(vocab.__getitem__, words), dtype=np.uint64, count=len(words))
     n = min(n, len(ids))
     count = len(ids) - n + 1
     h = np.zeros(count, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for k in range(n):
             h = h * np.uint64(0x100000001B3) + ids[k : k + count]
-    return np.unique(h)
+    h.sort()  # distinct by sorting: faster than np.unique's hash table on a few thousand values
+    return h[np.concatenate(([True], h[1:] != h[:-1]))]
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -87,7 +103,11 @@ def s_curve(similarity: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    if not len(a) and not len(b):
-        return 1.0
-    inter = len(np.intersect1d(a, b, assume_unique=True))
+    """Exact Jaccard of two sorted arrays of distinct hashes (as `shingle_hashes` returns them)."""
+    if not len(a) or not len(b):
+        return float(len(a) == len(b))
+    if len(a) > len(b):
+        a, b = b, a
+    at = np.minimum(np.searchsorted(b, a), len(b) - 1)  # each of the smaller set's hashes looked up in the larger
+    inter = int(np.count_nonzero(b[at] == a))
     return inter / (len(a) + len(b) - inter)

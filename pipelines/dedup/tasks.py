@@ -5,9 +5,10 @@ map     OUT/dedup/_sig/part-N.parquet (id, exact key, length, words[, shingles])
 reduce  per bucket: documents sharing a (band, key) -> candidate pairs, _edges/bucket-B: an exact-text
         group is a star to its first member; a MinHash group pairs each member with up to the group's
         first `max_pairs_per_member` members (earlier releases first, then smallest ids)
-cluster verification (exact shingle Jaccard >= verify_threshold; exact pairs need none), then
-        `anchored`: documents visited in keep order, a kept one removes its verified near duplicates not
-        yet removed (a sorted stream of edges; only the removed ids are held), or `components`: connected
+cluster verification (exact shingle Jaccard >= verify_threshold; exact pairs need none), and
+        `anchored`: documents visited in keep order, a kept one removes its near duplicates not yet
+        removed that pass verification (a sorted stream of edges, each checked only when it can remove
+        a document; only the removed ids are held), or `components`: connected
         components (union-find in memory when the edges are few, else min-label propagation in DuckDB)
 apply   per input shard: documents removed become rejects with reason=duplicate, detail=exact|minhash
         and duplicate_of=<kept id>
@@ -81,7 +82,7 @@ class DedupMapTask(OfShard):
             shingles = minhash.shingle_hashes(norm, m.ngram)
             exact = minhash.exact_key(norm)
             sigs.append({"id": doc["id"], "part": part, "exact": exact, "chars": len(text),
-                         "words": len(norm.split()), "shingles": None})
+                         "words": norm.count(" ") + 1 if norm else 0, "shingles": None})
             kept_shingles.append(shingles if m.verify else None)
             if not len(shingles):
                 continue  # no words: rejected as empty_text by apply, never compared
@@ -196,24 +197,34 @@ def _label_propagation(con, edge_files: list[str]) -> dict[str, str]:
             return dict(con.execute("SELECT node, label FROM label").fetchall())
 
 
-def _verified(con, edges: list[tuple[str, str, bool]], task) -> list[tuple[str, str, bool]]:
-    """Exact pairs, and the others whose exact shingle Jaccard reaches verify_threshold (a pair with a
-    document of an earlier release built without verification is kept unchecked)."""
-    needed = sorted({n for a, b, exact in edges if not exact for n in (a, b)})
-    con.register("needed", pa.table({"node": pa.array(needed, pa.string())}))
+def _shingles(con, task, nodes) -> dict[str, np.ndarray]:
+    """node -> its sorted shingle hashes (numpy views, no Python ints), for the nodes given that have them
+    (an earlier release built without verification has none)."""
+    con.register("needed", pa.table({"node": pa.array(sorted(nodes), pa.string())}))
     shingles = {}
     for prefix, files in _release_files(task, "_sig/*.parquet"):
         found = con.sql(f"SELECT node, shingles FROM (SELECT '{prefix}' || id AS node, shingles FROM "
-                        f"read_parquet({_listing(files)}) WHERE shingles IS NOT NULL) JOIN needed USING (node)"
-                        ).to_arrow_table()
-        lists = found.column("shingles").combine_chunks()
-        offsets, values = lists.offsets.to_numpy(), lists.values.to_numpy()  # numpy views, no Python ints
-        for i, node in enumerate(found.column("node").to_pylist()):
-            shingles[node] = values[offsets[i] : offsets[i + 1]]
+                        f"read_parquet({_listing(files)}) WHERE shingles IS NOT NULL) JOIN needed USING (node)")
+        for batch in found.to_arrow_reader(10_000):  # chunk by chunk: no second copy of all the lists
+            lists = batch.column(1)
+            offsets, values = lists.offsets.to_numpy(), lists.values.to_numpy()
+            for i, node in enumerate(batch.column(0).to_pylist()):
+                shingles[node] = values[offsets[i] : offsets[i + 1]]
     con.unregister("needed")
+    return shingles
+
+
+def _similar(task, shingles: dict[str, np.ndarray]):
+    """The verification test of a near-duplicate pair: exact shingle Jaccard >= verify_threshold (a pair
+    with a document that has no shingles, of an earlier release built without verification, passes)."""
     threshold = task.cfg.minhash.verify_threshold
-    return [(a, b, exact) for a, b, exact in edges if exact or a not in shingles or b not in shingles
-            or minhash.jaccard(shingles[a], shingles[b]) >= threshold]
+    return lambda a, b: a not in shingles or b not in shingles or minhash.jaccard(shingles[a], shingles[b]) >= threshold
+
+
+def _verified(con, edges: list[tuple[str, str, bool]], task) -> list[tuple[str, str, bool]]:
+    """Exact pairs, and the near-duplicate pairs that pass verification."""
+    similar = _similar(task, _shingles(con, task, {n for a, b, exact in edges if not exact for n in (a, b)}))
+    return [(a, b, exact) for a, b, exact in edges if exact or similar(a, b)]
 
 
 def _metadata(con, task, nodes: set[str]) -> dict[str, tuple]:
@@ -243,10 +254,10 @@ def _components(con, edges: list[tuple[str, str, bool]], task, keep_order) -> di
 
 
 def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -> tuple[dict[str, list[str]], int]:
-    """(keeper -> [keeper] + the documents it removes, edges kept). Documents of identical normalised text (exact pairs)
-    share their shingles, so each such class stands as its first member in keep order; near-duplicate
-    pairs are verified between those, oriented (earlier, later) in keep order and streamed sorted: a
-    document not removed when its turn comes is kept and removes its neighbours not yet removed."""
+    """(keeper -> [keeper] + the documents it removes, pairs checked). Documents of identical normalised
+    text (exact pairs) share their shingles, so each such class stands as its first member in keep order;
+    near-duplicate pairs between those are oriented (earlier, later) in keep order and streamed sorted: a
+    document not removed when its turn comes is kept and removes its verified neighbours not yet removed."""
     ranked = sorted({n for e in edges for n in e[:2]}, key=keep_order)
     rank = {node: i for i, node in enumerate(ranked)}
     first_of_class: dict[int, str] = {}  # exact key -> first node in keep order
@@ -255,10 +266,10 @@ def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -
         rep[node] = first_of_class.setdefault(meta[node][2], node) if task.cfg.exact else node
     near = sorted({(min(rep[a], rep[b]), max(rep[a], rep[b])) for a, b, exact in edges
                    if not exact and rep[a] != rep[b]})
-    near = [(a, b, False) for a, b in near]
-    if task.cfg.minhash.verify:
-        near = _verified(con, near, task)
-    oriented = [(rank[a], rank[b]) if rank[a] < rank[b] else (rank[b], rank[a]) for a, b, _ in near]
+    # verified lazily, in the sweep: only a pair whose earlier document is kept and whose later one is
+    # not yet removed can remove anything (a family of n copies costs n - 1 checks, not n(n-1)/2)
+    similar = _similar(task, _shingles(con, task, {n for e in near for n in e})) if task.cfg.minhash.verify else None
+    oriented = [(rank[a], rank[b]) if rank[a] < rank[b] else (rank[b], rank[a]) for a, b in near]
     if len(oriented) <= task.cfg.max_union_find_edges:
         stream = iter(sorted(oriented))
     else:  # out of core: DuckDB sorts (spilling to disk) and the stream holds one batch at a time
@@ -272,16 +283,19 @@ def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -
         stream = (row for batch in batches for row in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(),
                                                            strict=True))
     removed: dict[int, int] = {}  # rank -> rank of the kept document that removed it
+    checked = 0
     for u, v in stream:
         if u not in removed and v not in removed and meta[ranked[v]][0] == 1:
-            removed[v] = u
+            checked += similar is not None
+            if similar is None or similar(ranked[u], ranked[v]):
+                removed[v] = u
     groups: dict[str, list[str]] = {}
     for node in ranked:
         first = rep[node]
         keeper = ranked[removed[rank[first]]] if rank[first] in removed else first
         if keeper != node:
             groups.setdefault(keeper, [keeper]).append(node)
-    return groups, sum(exact for _, _, exact in edges) + len(near)
+    return groups, checked
 
 
 def run_cluster(task: DedupGlobalTask) -> dict:
@@ -299,12 +313,12 @@ def run_cluster(task: DedupGlobalTask) -> dict:
         return (origin, -chars, node) if cfg.keep == "longest" else (origin, node)
 
     if cfg.cluster == "anchored":
-        groups, n_edges = _anchored(con, edges, task, keep_order, meta)
+        groups, checked = _anchored(con, edges, task, keep_order, meta)
     else:
+        checked = sum(not exact for _, _, exact in edges) if cfg.minhash.verify else 0
         if cfg.minhash.verify:
             edges = _verified(con, edges, task)
         groups = _components(con, edges, task, keep_order)
-        n_edges = len(edges)
     rows, sizes = [], []
     for keeper, members in groups.items():
         sizes.append(len(members))
@@ -315,7 +329,7 @@ def run_cluster(task: DedupGlobalTask) -> dict:
                              if keeper.startswith("@") else keeper, "reason": reason, "cluster_size": len(members)})
     rows.sort(key=lambda r: (r["part"], r["id"]))
     io.write_table_atomic(_path(task.output, "_clusters", "clusters.parquet"), rows, CLUSTER_SCHEMA)
-    metrics = {"candidate_pairs": n_candidates, "edges": n_edges, "clusters": len(sizes),
+    metrics = {"candidate_pairs": n_candidates, "pairs_checked": checked, "clusters": len(sizes),
                "largest_cluster": max(sizes, default=0), "duplicates": len(rows)}
     sizes_metrics = {f"cluster_size.{size}": sizes.count(size) for size in sorted(set(sizes))}
     rows = [{"stage": "dedup_clusters", "part": "clusters", "source": None, "input_file": None, "metric": k,
