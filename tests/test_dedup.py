@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -229,6 +230,19 @@ def test_every_removed_document_is_a_near_duplicate_of_its_keeper(tmp_path):
     assert all(dup in kept and jaccard(texts[i], texts[dup]) >= 0.7 for i, (_, _, dup) in removed.items())
     _, chained = outcome(Path(comp.output))  # components chain past the threshold on this set
     assert any(jaccard(texts[i], texts[dup]) < 0.7 for i, (_, _, dup) in chained.items())
+
+
+def test_map_streams_signatures_in_row_groups(tmp_path):
+    """The map writes its shingles a row group (1,000 documents) at a time, so its memory is one group's,
+    not its shard's; every document is there once, in input order."""
+    records = [{"id": f"d{i:04d}", "text": f"document {i} has a few words of its own {i * 7}"} for i in range(2500)]
+    cfg = load_config(release(tmp_path, records))
+    run_release(cfg, progress=False)
+    sig = pq.ParquetFile(Path(cfg.output) / "dedup/_sig/part-00000.parquet")
+    assert [sig.metadata.row_group(g).num_rows for g in range(sig.num_row_groups)] == [1000, 1000, 500]
+    table = sig.read(columns=["id", "shingles"])
+    assert table.column("id").to_pylist() == [r["id"] for r in records]
+    assert all(len(s) for s in table.column("shingles").to_pylist())
 
 
 def test_anchored_checks_only_pairs_that_can_remove(tmp_path):

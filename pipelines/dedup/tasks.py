@@ -75,6 +75,15 @@ class DedupMapTask(OfShard):
         m = cfg.minhash
         seeds = minhash.seeds(m.num_perm, m.seed)
         sigs, kept_shingles, buckets = [], [], [[] for _ in range(cfg.buckets)]
+        sink = io.ParquetSink(_path(out, "_sig", f"{part}.parquet"), SIG_SCHEMA)
+
+        def flush():  # a row group at a time: the map holds one group's shingles, not the shard's
+            table = pa.Table.from_pylist(sigs, schema=SIG_SCHEMA)
+            sink.write_table(table.set_column(SIG_SCHEMA.get_field_index("shingles"), "shingles",
+                                              _list_column(kept_shingles)))
+            sigs.clear()
+            kept_shingles.clear()
+
         docs = Documents(self.shard, self.upstream.stage, record=True)
         for doc in docs:
             text = doc.get("text") or ""
@@ -84,6 +93,8 @@ class DedupMapTask(OfShard):
             sigs.append({"id": doc["id"], "part": part, "exact": exact, "chars": len(text),
                          "words": norm.count(" ") + 1 if norm else 0, "shingles": None})
             kept_shingles.append(shingles if m.verify else None)
+            if len(sigs) == io.GROUP_ROWS:
+                flush()
             if not len(shingles):
                 continue  # no words: rejected as empty_text by apply, never compared
             keys = [(EXACT_BAND, exact)] if cfg.exact else []
@@ -93,9 +104,8 @@ class DedupMapTask(OfShard):
             for band, key in keys:
                 buckets[(key + band * 1_000_003) % cfg.buckets].append({"band": band, "key": key, "id": doc["id"]})
         docs.close()
-        table = pa.Table.from_pylist(sigs, schema=SIG_SCHEMA)
-        table = table.set_column(SIG_SCHEMA.get_field_index("shingles"), "shingles", _list_column(kept_shingles))
-        io.write_bytes_atomic(_path(out, "_sig", f"{part}.parquet"), io.table_bytes(table))
+        flush()
+        sink.commit()
         for b, rows in enumerate(buckets):
             rows.sort(key=lambda r: (r["band"], r["key"], r["id"]))
             io.write_table_atomic(_path(out, "_bands", f"bucket-{b:05d}", f"{part}.parquet"), rows, BAND_SCHEMA)
@@ -146,7 +156,7 @@ def run_reduce(task: DedupGlobalTask) -> dict:
     k = task.cfg.minhash.max_pairs_per_member
     pairs: dict[tuple[str, str], bool] = {}  # (a, b), a < b -> found in an exact-text group
     if selects:
-        groups = duckdb.connect().execute(
+        groups = io.duckdb_cursor().execute(
             f"SELECT band = {EXACT_BAND}, list(origin ORDER BY origin, node), list(node ORDER BY origin, node) "
             f"FROM ({' UNION ALL '.join(selects)}) GROUP BY band, key HAVING count(*) > 1").fetchall()
         for exact, origins, nodes in groups:

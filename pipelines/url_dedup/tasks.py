@@ -169,7 +169,7 @@ class UrlMapTask(OfShard):
 def _connect(output: str) -> duckdb.DuckDBPyConnection:
     from pipelines.stats import register_filesystem  # stats imports the registry, which imports this stage
 
-    con = duckdb.connect()
+    con = io.duckdb_cursor()
     register_filesystem(con, output)
     return con
 
@@ -205,7 +205,7 @@ class UrlReduceTask:
         rows, groups = [], (0, 0, 0)
         if files:
             con = _connect(self.output)
-            con.execute(f"CREATE VIEW urls AS SELECT * FROM read_parquet({_listing(files)})")
+            con.execute(f"CREATE TEMP VIEW urls AS SELECT * FROM read_parquet({_listing(files)})")
             found = con.execute(
                 "SELECT part, pos, id, duplicate_of, url, group_size FROM ("
                 "  SELECT *, row_number() OVER w AS rank, first_value(id) OVER w AS duplicate_of,"
@@ -215,6 +215,7 @@ class UrlReduceTask:
             rows = [dict(zip(REMOVED_SCHEMA.names, r, strict=True)) for r in found]
             groups = con.execute("SELECT count(*), count(*) FILTER (WHERE n > 1), coalesce(max(n), 0) "
                                  "FROM (SELECT count(*) AS n FROM urls GROUP BY url)").fetchone()
+            con.close()  # its temp view goes with it
         io.write_table_atomic(_path(self.output, "_removed", f"{self.part}.parquet"), rows, REMOVED_SCHEMA)
         metrics = {"urls": groups[0], "duplicated_urls": groups[1], "largest_group": groups[2],
                    "duplicates": len(rows)}
