@@ -205,6 +205,11 @@ def _duckdb() -> duckdb.DuckDBPyConnection:
     return duckdb.connect()
 
 
+def sql_list(paths: list[str]) -> str:
+    """A DuckDB list literal of paths (for read_parquet), quotes escaped."""
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
 def duckdb_cursor() -> duckdb.DuckDBPyConnection:
     """A connection to this process's in-memory DuckDB, for a task's queries: opening a database costs
     ~40 ms, a cursor on an open one ~0.1 ms (most of a small reduce task was opening DuckDB)."""

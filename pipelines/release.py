@@ -171,7 +171,8 @@ def _run_locked(cfg: ReleaseConfig, progress: bool) -> dict:
 
 # a part's files: part-00003.parquet, _SUCCESS.part-00003, part-00003-00000.bin
 PART = re.compile(r"(?:^|[._])(part-[0-9]+)")
-BUCKET = re.compile(r"(?:^|[/._])bucket-([0-9]+)")  # _bands/bucket-00003/…, _SUCCESS.reduce.bucket-00003
+# a global stage's bucket (stage.bucket_name): _bands/bucket-00003/…, _SUCCESS.reduce.bucket-00003
+BUCKET = re.compile(r"(?:^|[/._])bucket-([0-9]+)")
 STALE = "_stale"
 
 

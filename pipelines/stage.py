@@ -127,3 +127,8 @@ class Stage:
 
     def produced(self, cfg) -> set[str]:
         return set(self.produces(cfg)) if self.produces is not None else {c.name for c in self.columns}
+
+
+def bucket_name(bucket: int) -> str:
+    """A global stage's shuffle bucket as its files and markers name it (release.BUCKET finds it there)."""
+    return f"bucket-{bucket:05d}"

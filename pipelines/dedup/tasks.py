@@ -29,7 +29,7 @@ from pipelines.dedup.index import index_params
 from pipelines.documents import STATS_SCHEMA, reject
 from pipelines.phase import ShardOutputs, fingerprint_data
 from pipelines.shard_task import Documents, OfShard, ShardTask
-from pipelines.stage import Upstream
+from pipelines.stage import Upstream, bucket_name
 
 NAME = "dedup"
 EXACT_BAND = -1  # the exact-text key travels through the same shuffle as a band of its own
@@ -108,7 +108,7 @@ class DedupMapTask(OfShard):
         sink.commit()
         for b, rows in enumerate(buckets):
             rows.sort(key=lambda r: (r["band"], r["key"], r["id"]))
-            io.write_table_atomic(_path(out, "_bands", f"bucket-{b:05d}", f"{part}.parquet"), rows, BAND_SCHEMA)
+            io.write_table_atomic(_path(out, "_bands", bucket_name(b), f"{part}.parquet"), rows, BAND_SCHEMA)
         return {"dedup_map": {"docs": docs.count}}
 
 
@@ -124,7 +124,7 @@ class DedupGlobalTask:
 
     @property
     def part(self) -> str:
-        return f"bucket-{self.bucket:05d}" if self.bucket is not None else "clusters"
+        return bucket_name(self.bucket) if self.bucket is not None else "clusters"
 
     @property
     def marker(self) -> str:
@@ -145,13 +145,9 @@ def _release_files(task, pattern: str) -> list[tuple[str, list[str]]]:
     return [(prefix, files) for prefix, files in found if files]
 
 
-def _listing(files: list[str]) -> str:
-    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-
-
 def run_reduce(task: DedupGlobalTask) -> dict:
     selects = [f"SELECT band, key, {0 if prefix else 1} AS origin, '{prefix}' || id AS node "
-               f"FROM read_parquet({_listing(files)})"
+               f"FROM read_parquet({io.sql_list(files)})"
                for prefix, files in _release_files(task, f"_bands/{task.part}/*.parquet")]
     k = task.cfg.minhash.max_pairs_per_member
     pairs: dict[tuple[str, str], bool] = {}  # (a, b), a < b -> found in an exact-text group
@@ -194,8 +190,8 @@ def _union_find(edges: list[tuple[str, str]]) -> dict[str, str]:
 def _label_propagation(con, edge_files: list[str]) -> dict[str, str]:
     """Min-label propagation in DuckDB (spills to disk): every round a node takes the smallest label
     among itself and its neighbours, until no label changes."""
-    con.execute(f"CREATE TABLE e AS SELECT a, b FROM read_parquet({_listing(edge_files)}) "
-                f"UNION SELECT b, a FROM read_parquet({_listing(edge_files)})")
+    con.execute(f"CREATE TABLE e AS SELECT a, b FROM read_parquet({io.sql_list(edge_files)}) "
+                f"UNION SELECT b, a FROM read_parquet({io.sql_list(edge_files)})")
     con.execute("CREATE TABLE label AS SELECT DISTINCT a AS node, a AS label FROM e")
     while True:
         con.execute("CREATE TABLE next AS SELECT l.node, least(l.label, min(n.label)) AS label "
@@ -214,7 +210,7 @@ def _shingles(con, task, nodes) -> dict[str, np.ndarray]:
     shingles = {}
     for prefix, files in _release_files(task, "_sig/*.parquet"):
         found = con.sql(f"SELECT node, shingles FROM (SELECT '{prefix}' || id AS node, shingles FROM "
-                        f"read_parquet({_listing(files)}) WHERE shingles IS NOT NULL) JOIN needed USING (node)")
+                        f"read_parquet({io.sql_list(files)}) WHERE shingles IS NOT NULL) JOIN needed USING (node)")
         for batch in found.to_arrow_reader(10_000):  # chunk by chunk: no second copy of all the lists
             lists = batch.column(1)
             offsets, values = lists.offsets.to_numpy(), lists.values.to_numpy()
@@ -243,7 +239,7 @@ def _metadata(con, task, nodes: set[str]) -> dict[str, tuple]:
     for prefix, files in _release_files(task, "_sig/*.parquet"):
         origin = 0 if prefix else 1
         for node, chars, exact, part in con.execute(
-                f"SELECT '{prefix}' || id, chars, exact, part FROM read_parquet({_listing(files)})").fetchall():
+                f"SELECT '{prefix}' || id, chars, exact, part FROM read_parquet({io.sql_list(files)})").fetchall():
             if node in nodes:
                 meta[node] = (origin, chars, exact, part)
     return meta
@@ -288,7 +284,7 @@ def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -
         io.write_bytes_atomic(_path(task.output, "_edges_oriented.parquet"), io.table_bytes(table))
         del oriented, u, v, table
         files = io.glob(_path(task.output), "_edges_oriented.parquet")
-        batches = con.sql(f"SELECT u, v FROM read_parquet({_listing(files)}) ORDER BY u, v").to_arrow_reader(
+        batches = con.sql(f"SELECT u, v FROM read_parquet({io.sql_list(files)}) ORDER BY u, v").to_arrow_reader(
             100_000)
         stream = (row for batch in batches for row in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(),
                                                            strict=True))
@@ -311,9 +307,9 @@ def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -
 def run_cluster(task: DedupGlobalTask) -> dict:
     con, cfg = duckdb.connect(), task.cfg
     # this configuration's buckets only: a release rerun with fewer buckets keeps the old files
-    edge_files = [_path(task.output, "_edges", f"bucket-{b:05d}.parquet") for b in range(cfg.buckets)]
+    edge_files = [_path(task.output, "_edges", f"{bucket_name(b)}.parquet") for b in range(cfg.buckets)]
     edges = [(a, b, exact) for a, b, exact in con.execute(
-        f"SELECT a, b, bool_or(exact) FROM read_parquet({_listing(edge_files)}) GROUP BY a, b "
+        f"SELECT a, b, bool_or(exact) FROM read_parquet({io.sql_list(edge_files)}) GROUP BY a, b "
         "ORDER BY a, b").fetchall()] if edge_files else []
     n_candidates = len(edges)
     meta = _metadata(con, task, {n for e in edges for n in e[:2]})
@@ -325,8 +321,9 @@ def run_cluster(task: DedupGlobalTask) -> dict:
     if cfg.cluster == "anchored":
         groups, checked = _anchored(con, edges, task, keep_order, meta)
     else:
-        checked = sum(not exact for _, _, exact in edges) if cfg.minhash.verify else 0
+        checked = 0
         if cfg.minhash.verify:
+            checked = sum(not exact for _, _, exact in edges)
             edges = _verified(con, edges, task)
         groups = _components(con, edges, task, keep_order)
     rows, sizes = [], []

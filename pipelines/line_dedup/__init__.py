@@ -8,11 +8,11 @@ from pipelines.earlier import check_index as check_earlier_index
 from pipelines.earlier import expand_against, location
 from pipelines.errors import ConfigError
 from pipelines.line_dedup.config import LineDedupConfig
-from pipelines.line_dedup.tasks import COLUMN, NAME, bucket_name, index_params, path
+from pipelines.line_dedup.tasks import COLUMN, NAME, index_params, path
 from pipelines.line_dedup.tasks import LineDedupApplyTask as Apply
 from pipelines.line_dedup.tasks import LineDedupMapTask as Map
 from pipelines.line_dedup.tasks import LineDedupReduceTask as Reduce
-from pipelines.stage import CheckContext, Phase, PhaseContext, Stage, Upstream
+from pipelines.stage import CheckContext, Phase, PhaseContext, Stage, Upstream, bucket_name
 
 INDEX = "_index.json"
 

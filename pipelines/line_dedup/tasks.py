@@ -23,7 +23,7 @@ from pipelines.documents import STATS_SCHEMA, reject
 from pipelines.line_dedup.config import LineDedupConfig
 from pipelines.phase import ShardOutputs
 from pipelines.shard_task import Documents, OfShard, ShardTask
-from pipelines.stage import Upstream
+from pipelines.stage import Upstream, bucket_name
 
 NAME = "line_dedup"
 COLUMN = pa.field("line_dedup_chars_removed", pa.int64())
@@ -33,10 +33,6 @@ COMPACT_KEYS = 1 << 21  # the map folds its pending keys into counts past this m
 
 def path(output: str, *parts: str) -> str:
     return io.join(output, NAME, *parts)
-
-
-def bucket_name(bucket: int) -> str:
-    return f"bucket-{bucket:05d}"
 
 
 def index_params(cfg: LineDedupConfig) -> dict:

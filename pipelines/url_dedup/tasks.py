@@ -26,7 +26,7 @@ from pipelines import io
 from pipelines.documents import STATS_SCHEMA, reject
 from pipelines.phase import ShardOutputs, fingerprint_data
 from pipelines.shard_task import Documents, OfShard, ShardTask
-from pipelines.stage import Upstream
+from pipelines.stage import Upstream, bucket_name
 from pipelines.url_dedup.config import TRACKING_PARAMS, UrlDedupConfig
 
 NAME = "url_dedup"
@@ -128,10 +128,6 @@ def _path(output: str, *parts: str) -> str:
     return io.join(output, NAME, *parts)
 
 
-def _bucket(b: int) -> str:
-    return f"bucket-{b:05d}"
-
-
 @dataclass(frozen=True)
 class UrlMapTask(OfShard):
     shard: ShardTask
@@ -162,7 +158,8 @@ class UrlMapTask(OfShard):
                 "chars": len(doc.get("text") or "")})
         docs.close()
         for b, rows in enumerate(buckets):  # in document order: the same bytes on every run
-            io.write_table_atomic(_path(self.shard.output, "_urls", _bucket(b), f"{part}.parquet"), rows, URL_SCHEMA)
+            path = _path(self.shard.output, "_urls", bucket_name(b), f"{part}.parquet")
+            io.write_table_atomic(path, rows, URL_SCHEMA)
         return {"url_dedup_map": {"docs": docs.count, "no_url": no_url}}
 
 
@@ -172,10 +169,6 @@ def _connect(output: str) -> duckdb.DuckDBPyConnection:
     con = io.duckdb_cursor()
     register_filesystem(con, output)
     return con
-
-
-def _listing(files: list[str]) -> str:
-    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
 
 
 @dataclass(frozen=True)
@@ -191,7 +184,7 @@ class UrlReduceTask:
 
     @property
     def part(self) -> str:
-        return _bucket(self.bucket)
+        return bucket_name(self.bucket)
 
     @property
     def marker(self) -> str:
@@ -205,7 +198,7 @@ class UrlReduceTask:
         rows, groups = [], (0, 0, 0)
         if files:
             con = _connect(self.output)
-            con.execute(f"CREATE TEMP VIEW urls AS SELECT * FROM read_parquet({_listing(files)})")
+            con.execute(f"CREATE TEMP VIEW urls AS SELECT * FROM read_parquet({io.sql_list(files)})")
             found = con.execute(
                 "SELECT part, pos, id, duplicate_of, url, group_size FROM ("
                 "  SELECT *, row_number() OVER w AS rank, first_value(id) OVER w AS duplicate_of,"
@@ -229,7 +222,7 @@ def removed_rows(output: str, buckets: int, part: str) -> dict[int, dict]:
     """pos -> removed row, for one part, from every bucket's removed list."""
     removed = {}
     for b in range(buckets):
-        with fsspec.open(_path(output, "_removed", f"{_bucket(b)}.parquet"), "rb") as fh:
+        with fsspec.open(_path(output, "_removed", f"{bucket_name(b)}.parquet"), "rb") as fh:
             for row in pq.read_table(fh, filters=[("part", "=", part)]).to_pylist():
                 removed[row["pos"]] = row
     return removed
