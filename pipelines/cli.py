@@ -84,10 +84,26 @@ def cmd_stats(args) -> int:
 def cmd_tokens_decompress(args) -> int:
     from pipelines import io
     from tokenize_stage import NAME
-    from tokenize_stage.megatron.manifest import decompress
+    from tokenize_stage.manifest import decompress
 
     restored = decompress(io.join(args.output, NAME))
     print(f"restored {len(restored)} shards from .bin.zst (sha256 checked against {NAME}/manifest.json)")
+    return 0
+
+
+def cmd_tokens_verify(args) -> int:
+    from pipelines import io
+    from tokenize_stage import NAME
+    from tokenize_stage.verify import summary, verify
+
+    folder = io.join(args.output, NAME)
+    problems = verify(folder)
+    if problems:
+        print(problems[0], file=sys.stderr)
+        if len(problems) > 1:
+            print(f"... and {len(problems) - 1} more problems", file=sys.stderr)
+        return 1
+    print(summary(folder))
     return 0
 
 
@@ -180,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     decompress = tokens_sub.add_parser("decompress", help="restore .bin files from their .bin.zst copies")
     decompress.add_argument("output")
     decompress.set_defaults(fn=cmd_tokens_decompress)
+    verify = tokens_sub.add_parser("verify", help="check the token shards against the manifest: sha256, sizes, "
+                                                  "the .idx, token ids, padding and counts")
+    verify.add_argument("output")
+    verify.set_defaults(fn=cmd_tokens_verify)
 
     pre = sub.add_parser("preselect", help="PreSelect scorer")
     pre_sub = pre.add_subparsers(dest="preselect_command", required=True)

@@ -23,14 +23,38 @@ def join(root: str, *parts: str) -> str:
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    fs, p = fsspec.core.url_to_fs(path)
-    parent = os.path.dirname(p)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{os.path.basename(p)}"
+    fs, final, tmp = _temporary(path)
     with fs.open(tmp, "wb") as fh:
         fh.write(data)
-    fs.mv(tmp, p)
+    fs.mv(tmp, final)
+
+
+def _temporary(path: str) -> tuple:
+    """(filesystem, final path, a temporary name beside it), the parent folder made."""
+    fs, final = fsspec.core.url_to_fs(path)
+    parent = os.path.dirname(final)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    return fs, final, f"{parent}/.tmp-{uuid.uuid4().hex}-{os.path.basename(final)}"
+
+
+class AtomicFile:
+    """A file streamed under a temporary name and renamed into place by `commit()`, which returns the
+    sha256 of what was written."""
+
+    def __init__(self, path: str):
+        self.fs, self._final, self._tmp = _temporary(path)
+        self._fh = self.fs.open(self._tmp, "wb")
+        self._sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+        self._sha.update(data)
+
+    def commit(self) -> str:
+        self._fh.close()
+        self.fs.mv(self._tmp, self._final)
+        return self._sha.hexdigest()
 
 
 def write_json_atomic(path: str, obj) -> None:
@@ -56,11 +80,7 @@ class ParquetSink:
     """
 
     def __init__(self, path: str, schema: pa.Schema):
-        self.fs, self._final = fsspec.core.url_to_fs(path)
-        parent = os.path.dirname(self._final)
-        if parent:
-            self.fs.makedirs(parent, exist_ok=True)
-        self._tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{os.path.basename(self._final)}"
+        self.fs, self._final, self._tmp = _temporary(path)
         self._fh = self.fs.open(self._tmp, "wb")
         self._writer = pq.ParquetWriter(self._fh, schema, compression="zstd")
         self._schema = schema

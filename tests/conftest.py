@@ -46,3 +46,28 @@ def sample_preselect_model():
         finally:
             os.chdir(cwd)
     return ROOT / spec.output
+
+
+TOKENIZED = """
+release: t
+output: {out}
+runner: {{kind: local, workers: 2}}
+sources:
+  - {{name: crawl, paths: ["{sample}/*.warc.gz"], format: warc}}
+stages:
+  extract: {{}}
+  filter: {{url_blocklist: {{domains: [sources.debian.org]}}, c4: {{filter_no_terminal_punct: false}}}}
+  tokenize: {{seq_len: 512, window: 40, shard_tokens: 20000, compress: true, formats: [megatron, mds, parquet]}}
+"""
+
+
+@pytest.fixture(scope="session")
+def sample_tokens(tmp_path_factory):
+    """The sample release through extract, filter and tokenize in every format (tests must not change it)."""
+    from pipelines.config import load_config
+    from pipelines.release import run_release
+
+    tmp = tmp_path_factory.mktemp("tok")
+    cfg = load_config(str(write_config(tmp / "t.yaml", TOKENIZED.format(out=tmp / "out", sample=SAMPLE))))
+    run_release(cfg, progress=False)
+    return cfg, Path(cfg.output)

@@ -128,6 +128,18 @@ stages:
     assert all(s >= best for i, s in scores if i in taken)
     reasons = {r[0] for r in con.execute("SELECT reason FROM rejects WHERE stage = 'mixture'").fetchall()}
     assert reasons == {"over_budget"}
+    # tokenized once: the tokenize stage took the mixture's token ids, and encoding afresh gives the same bytes
+    [(cached, kept)] = con.execute("SELECT sum(value) FILTER (WHERE metric = 'cached_docs'), sum(value) FILTER "
+                                   "(WHERE metric = 'docs_out') FROM stats WHERE stage = 'tokenize'").fetchall()
+    assert cached == kept > 0
+    tokens = {p: p.read_bytes() for p in (tmp_path / "out/tokenize").rglob("*")
+              if p.is_file() and "_stats" not in str(p)}  # the stats count cached_docs
+    for path in [*(tmp_path / "out/mixture/_token_ids").iterdir(), *(tmp_path / "out/tokenize").glob("_SUCCESS.*")]:
+        path.unlink()
+    run_release(cfg, progress=False)
+    assert {p: p.read_bytes() for p in tokens} == tokens
+    assert stats.connect(cfg.output).execute("SELECT sum(value) FROM stats WHERE stage = 'tokenize' AND "
+                                             "metric = 'cached_docs'").fetchone()[0] == 0
     # a rerun with more workers changes nothing
     before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and "_logs" not in str(p)}
     cfg = load_config(str(config), {"runner.workers": 1})

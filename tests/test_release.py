@@ -115,8 +115,8 @@ def test_rerun_does_nothing_whatever_the_workers(sample_run, tmp_path):
     before = tree(out)
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
     log = run_release(cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"workers": 1})}), progress=False)
-    # documents, dedup map/reduce/cluster/apply, mixture features/plan/apply, tokens
-    assert log["skipped"] == log["tasks"] == 2 + 2 + 4 + 1 + 2 + 2 + 1 + 2 + 2
+    # documents, dedup map/reduce/cluster/apply, mixture features/plan/apply, tokenize/shuffle/write
+    assert log["skipped"] == log["tasks"] == 2 + 2 + 4 + 1 + 2 + 2 + 1 + 2 + 2 + 1 + 2
     assert tree(out) == before
     assert mtimes == {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
 

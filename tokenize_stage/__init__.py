@@ -1,15 +1,21 @@
-"""tokenize: the last stage. Tokenizer adapters (tokenizers.py), packing (packing.py), the per-shard
-task (task.py) and the token format it writes, Megatron shards with a manifest (megatron/)."""
+"""tokenize: the last stage. Tokenizer adapters (tokenizers.py), packing (packing.py), three phases:
+per part, tokenize, pack and stage the samples (task.py); once, pack the leftovers of every part and
+draw the release's permutation (shuffle.py); per part, write a slice of the shuffled samples in each
+format (write.py, formats.py); then the manifest (manifest.py), which `gristmill tokens verify` checks."""
+
+import numpy as np
 
 from pipelines import io
 from pipelines.errors import ConfigError
 from pipelines.report_parts import bars
 from pipelines.stage import CheckContext, Phase, PhaseContext, Stage
+from tokenize_stage import formats
 from tokenize_stage.config import TokenizeConfig
-from tokenize_stage.megatron.manifest import write_manifest
-from tokenize_stage.megatron.writer import dtype_for_vocab
-from tokenize_stage.task import NAME, TokenizeTask
+from tokenize_stage.manifest import write_manifest
+from tokenize_stage.shuffle import ShuffleTask
+from tokenize_stage.task import NAME, TokenizeTask, pad_id, token_dtype
 from tokenize_stage.tokenizers import TokenizerError, load_tokenizer
+from tokenize_stage.write import WriteTask
 
 
 def release_tokenizer(release) -> str:
@@ -21,13 +27,18 @@ def release_tokenizer(release) -> str:
 def phases(ctx: PhaseContext) -> list[Phase]:
     cfg = ctx.config(NAME)
     tasks = [TokenizeTask(s, cfg, ctx.upstream[s.part]) for s in ctx.shards]
+    parts = tuple(s.part for s in ctx.shards)
+    shuffle = ShuffleTask(ctx.release.output, cfg, parts, io.sha256_json([t.fingerprint() for t in tasks]))
+    writers = [WriteTask(s, cfg, i, len(ctx.shards), shuffle.fingerprint()) for i, s in enumerate(ctx.shards)]
     folder = io.join(ctx.release.output, NAME)
 
     def manifest() -> None:
         tok = load_tokenizer(cfg.tokenizer, cfg.threads)
-        write_manifest(folder, tok, dtype_for_vocab(tok.vocab_size), cfg, [s.part for s in ctx.shards])
+        mds_index = formats.merge_mds(folder, list(parts)) if "mds" in cfg.formats else None
+        write_manifest(folder, tok, token_dtype(cfg, tok.vocab_size), pad_id(tok), cfg, list(parts), mds_index)
 
-    return [Phase(NAME, (NAME,), tasks, after=manifest)]
+    return [Phase(NAME, (NAME,), tasks), Phase(f"{NAME} shuffle", (NAME,), [shuffle]),
+            Phase(f"{NAME} write", (NAME,), writers, after=manifest)]
 
 
 def check(cfg: TokenizeConfig, ctx: CheckContext) -> None:
@@ -38,6 +49,19 @@ def check(cfg: TokenizeConfig, ctx: CheckContext) -> None:
     for flag, token_id in (("eos", tok.eos_id), ("bos", tok.bos_id)):
         if getattr(cfg, flag) and token_id is None:
             raise ConfigError(f"{flag}: tokenizer {tok.name!r} has no {flag} token")
+    dtype = token_dtype(cfg, tok.vocab_size)
+    if tok.vocab_size - 1 > np.iinfo(dtype).max:
+        raise ConfigError(f"dtype: {dtype.name} cannot hold the ids of {tok.name!r} (vocabulary of "
+                          f"{tok.vocab_size:,}); use int32 or auto")
+    if "mds" in cfg.formats:
+        try:
+            formats.import_streaming()
+        except ImportError as exc:
+            raise ConfigError(f"formats: mds needs mosaicml-streaming (pip install -e '.[mds]' and "
+                              f"mosaicml-streaming==0.13.0 --no-deps; {exc})") from None
+    if "megatron" in cfg.formats and not cfg.eos:
+        raise ConfigError("eos: the megatron format marks document boundaries (and padding) with the end-of-text "
+                          "token; set eos: true")
 
 
 def report(con, output: str) -> list[str]:
@@ -50,4 +74,5 @@ def report(con, output: str) -> list[str]:
 
 
 STAGE = Stage(name=NAME, config=TokenizeConfig, check=check, phases=phases, report=report,
-              views=(("tokens", "_provenance/*.parquet"), ("samples", "_samples/*.parquet")))
+              views=(("tokens", "_provenance/*.parquet"), ("samples", "_samples/*.parquet"),
+                     ("placement", "_placement/*.parquet")))

@@ -1,18 +1,20 @@
-"""Sequence packing: documents (token arrays) -> training samples of at most `seq_len` tokens.
+"""Sequence packing: documents (token arrays) -> training samples of exactly `seq_len` tokens.
 
-- best_fit: best-fit-decreasing bin packing over a window of documents ("Fewer Truncations Improve
-  Language Modeling", Ding et al. 2024). A document that fits in seq_len is never split. Documents
-  longer than seq_len must be cut anyway: their tokens first top up the space best-fit leaves in
-  each sample, then fill whole samples; what is left of them waits for the next window. Space
-  that remains is padding (only when a window has no long document to fill it).
+- best_fit: chunk, then best-fit ("Fewer Truncations Improve Language Modeling", Ding et al. 2024).
+  A document longer than seq_len is cut into seq_len chunks plus one remainder, each chunk a sample
+  of its own: no document is cut into more than ceil(len / seq_len) pieces. Documents that fit and
+  remainders are packed by best-fit decreasing over a window of documents; only samples filled to
+  the last token leave the window. The pieces of the others wait for the next window, and what is
+  left at the end of a part (`BestFit.leftovers`) is packed with every other part's by one
+  release-level step (`pack_leftovers`), so utilization does not depend on window or shard size.
 - concat: concatenate everything and cut every seq_len tokens (the classic baseline; splits documents).
 - none: one document per sample (long ones cut into seq_len chunks).
 
 A sample is a list of Pieces; each piece is a run of one document's tokens, so boundaries survive.
+Samples short of seq_len are padded by the writer.
 """
 
 from bisect import bisect_left, insort
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -21,7 +23,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Piece:
-    doc: int  # position of the document in the shard's stream
+    doc: int  # position of the document in the part's stream
     start: int  # token offset inside the document
     tokens: np.ndarray
 
@@ -31,6 +33,71 @@ class Piece:
 
 def _chunks(doc: int, tokens: np.ndarray, seq_len: int) -> list[Piece]:
     return [Piece(doc, s, tokens[s : s + seq_len]) for s in range(0, len(tokens), seq_len)]
+
+
+def best_fit_decreasing(pieces: list[Piece], seq_len: int) -> list[list[Piece]]:
+    """Longest first (ties in arrival order), each into the fullest bin it fits; bins in opening order."""
+    bins: list[list[Piece]] = []
+    room: list[tuple[int, int]] = []  # sorted (free space, bin index)
+    for piece in sorted(pieces, key=len, reverse=True):  # sort is stable: ties keep arrival order
+        i = bisect_left(room, (len(piece), -1))
+        if i < len(room):
+            free, b = room.pop(i)
+            bins[b].append(piece)
+            if free > len(piece):
+                insort(room, (free - len(piece), b))
+        else:
+            bins.append([piece])
+            if seq_len > len(piece):
+                insort(room, (seq_len - len(piece), len(bins) - 1))
+    return bins
+
+
+def used(sample: list[Piece]) -> int:
+    return sum(len(p) for p in sample)
+
+
+class BestFit:
+    """Chunk-then-best-fit over one part's documents, a window at a time. `add` yields the samples a
+    document completes; `leftovers` yields the last full ones and returns the pieces still open."""
+
+    def __init__(self, seq_len: int, window: int):
+        self.seq_len, self.window = seq_len, window
+        self.open: list[Piece] = []  # pieces of samples not yet full, carried from window to window
+        self.fresh: list[Piece] = []  # this window's fitting documents and remainders
+        self.count = 0
+
+    def add(self, doc: int, tokens: np.ndarray) -> Iterator[list[Piece]]:
+        pieces = _chunks(doc, tokens, self.seq_len)
+        if len(pieces[-1]) < self.seq_len:
+            self.fresh.append(pieces.pop())
+        for chunk in pieces:
+            yield [chunk]
+        self.count += 1
+        if self.count == self.window:
+            yield from self._pack()
+
+    def _pack(self) -> Iterator[list[Piece]]:
+        bins = best_fit_decreasing(self.open + self.fresh, self.seq_len)
+        self.fresh, self.count = [], 0
+        full = [b for b in bins if used(b) == self.seq_len]
+        rest = [b for b in bins if used(b) < self.seq_len]
+        if len(rest) > self.window:  # pathological sizes: bound what is carried, pad the emptiest
+            rest.sort(key=used, reverse=True)
+            full += rest[self.window :]
+            rest = rest[: self.window]
+        self.open = [p for b in rest for p in b]
+        yield from full
+
+    def leftovers(self) -> Iterator[list[Piece]]:
+        """Yields the full samples of the last window; returns (as StopIteration.value) the open pieces."""
+        yield from self._pack()
+        return self.open
+
+
+def pack_leftovers(pieces: list[Piece], seq_len: int) -> list[list[Piece]]:
+    """The release-level step: every part's open pieces, best-fit decreasing; all bins become samples."""
+    return best_fit_decreasing(pieces, seq_len)
 
 
 def pack_none(docs: Iterable[tuple[int, np.ndarray]], seq_len: int) -> Iterator[list[Piece]]:
@@ -56,77 +123,17 @@ def pack_concat(docs: Iterable[tuple[int, np.ndarray]], seq_len: int) -> Iterato
         yield sample
 
 
-def _best_fit_window(pieces: list[Piece], seq_len: int) -> list[list[Piece]]:
-    """Best-fit decreasing: longest first (ties in arrival order), each into the fullest bin it fits."""
-    bins: list[list[Piece]] = []
-    room: list[tuple[int, int]] = []  # sorted (free space, bin index)
-    for piece in sorted(pieces, key=len, reverse=True):  # sort is stable: ties keep arrival order
-        i = bisect_left(room, (len(piece), -1))
-        if i < len(room):
-            free, b = room.pop(i)
-            bins[b].append(piece)
-            if free - len(piece) > 0:
-                insort(room, (free - len(piece), b))
-        else:
-            bins.append([piece])
-            if seq_len - len(piece) > 0:
-                insort(room, (seq_len - len(piece), len(bins) - 1))
-    return bins
-
-
-class _Filler:
-    """Tokens of documents longer than seq_len, in order. They are split anyway, so they top up the
-    space that best-fit leaves in each sample and fill whole samples with the rest."""
-
-    def __init__(self):
-        self.pieces: deque[Piece] = deque()
-        self.size = 0
-
-    def add(self, piece: Piece) -> None:
-        self.pieces.append(piece)
-        self.size += len(piece)
-
-    def take(self, n: int) -> list[Piece]:
-        out = []
-        while n > 0 and self.pieces:
-            head = self.pieces[0]
-            if len(head) <= n:
-                out.append(self.pieces.popleft())
-            else:
-                out.append(Piece(head.doc, head.start, head.tokens[:n]))
-                self.pieces[0] = Piece(head.doc, head.start + n, head.tokens[n:])
-            n -= len(out[-1])
-            self.size -= len(out[-1])
-        return out
-
-
-def _flush(fitting: list[Piece], filler: _Filler, seq_len: int, final: bool) -> Iterator[list[Piece]]:
-    for sample in _best_fit_window(fitting, seq_len):
-        yield sample + filler.take(seq_len - sum(len(p) for p in sample))
-    while filler.size >= seq_len:
-        yield filler.take(seq_len)
-    if final and filler.size:
-        yield filler.take(seq_len)
-
-
-def pack_best_fit(docs: Iterable[tuple[int, np.ndarray]], seq_len: int, window: int) -> Iterator[list[Piece]]:
-    fitting: list[Piece] = []
-    filler = _Filler()
-    count = 0
-    for doc, tokens in docs:
-        (fitting.append if len(tokens) <= seq_len else filler.add)(Piece(doc, 0, tokens))
-        count += 1
-        if count == window:
-            yield from _flush(fitting, filler, seq_len, final=False)
-            fitting, count = [], 0
-    yield from _flush(fitting, filler, seq_len, final=True)  # a long document's tail may wait for the next window
-
-
-def pack(docs: Iterable[tuple[int, np.ndarray]], mode: str, seq_len: int, window: int) -> Iterator[list[Piece]]:
+def pack(docs: Iterable[tuple[int, np.ndarray]], mode: str, seq_len: int, window: int):
+    """Samples of one part; returns (as StopIteration.value) the pieces left for the release-level step."""
     if mode == "best_fit":
-        return pack_best_fit(docs, seq_len, window)
+        packer = BestFit(seq_len, window)
+        for doc, tokens in docs:
+            yield from packer.add(doc, tokens)
+        return (yield from packer.leftovers())
     if mode == "concat":
-        return pack_concat(docs, seq_len)
-    if mode == "none":
-        return pack_none(docs, seq_len)
-    raise ValueError(f"unknown packing mode {mode!r}")
+        yield from pack_concat(docs, seq_len)
+    elif mode == "none":
+        yield from pack_none(docs, seq_len)
+    else:
+        raise ValueError(f"unknown packing mode {mode!r}")
+    return []

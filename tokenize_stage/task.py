@@ -1,13 +1,11 @@
-"""The tokenize phase: per input shard, tokenize the kept documents, pack them, write token shards.
+"""The tokenize phase: per input shard, tokenize the kept documents, pack them, stage the samples.
 
 Runs after the stages before it for the same part (reading their output), or straight from the
 reader for text sources when nothing comes before it. Outputs under OUT/tokenize/:
-  part-NNNNN-SSSSS.bin/.idx       Megatron indexed dataset (one Megatron document per packed sample)
-  _provenance/part-NNNNN.parquet  one row per packed piece: sample, document id, token offsets
-  _samples/part-NNNNN.parquet     one row per sample: tokens, padding, pieces
-  _meta/part-NNNNN.json           the shards of this part (tokens, samples, padding, sha256)
-  manifest.json                   written once every part is done (megatron/manifest.py)
-plus _rejects, _errors, _stats and the _SUCCESS marker, like every stage.
+  _packed, _samples, _provenance /part-NNNNN.*   the part's full samples (staging.py)
+  _leftover/part-NNNNN.bin/.parquet              pieces of samples not yet full, for the release step
+plus _rejects, _errors, _stats and the _SUCCESS marker, like every stage. The release-level step
+(shuffle.py) packs the leftovers and orders every sample; the writers (write.py) write the formats.
 """
 
 import time
@@ -23,20 +21,35 @@ from pipelines.phase import ShardOutputs, fingerprint_data
 from pipelines.shard_task import Documents, OfShard, ShardTask
 from pipelines.stage import Upstream
 from tokenize_stage.config import TokenizeConfig
-from tokenize_stage.megatron.writer import ShardFiles, dtype_for_vocab
-from tokenize_stage.packing import pack
+from tokenize_stage.packing import Piece, pack
+from tokenize_stage.staging import StagedSamples
+from tokenize_stage.token_cache import cached_ids
 from tokenize_stage.tokenizers import load_tokenizer
 
 NAME = "tokenize"
-PROVENANCE_SCHEMA = pa.schema([
-    ("part", pa.string()), ("shard", pa.string()), ("sample", pa.int64()), ("seq", pa.int32()),
-    ("doc_id", pa.string()), ("source", pa.string()), ("url", pa.string()),
-    ("doc_token_start", pa.int64()), ("tokens", pa.int32()), ("doc_tokens", pa.int64()), ("split", pa.bool_()),
+LEFTOVER_SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("source", pa.string()), ("url", pa.string()), ("doc_token_start", pa.int64()),
+    ("tokens", pa.int32()), ("doc_tokens", pa.int64()),
 ])
-SAMPLES_SCHEMA = pa.schema([
-    ("part", pa.string()), ("shard", pa.string()), ("sample", pa.int64()),
-    ("tokens", pa.int32()), ("padding", pa.int32()), ("pieces", pa.int32()),
-])
+PACKING_KEYS = ("tokenizer", "eos", "bos", "seq_len", "pack", "window", "dtype")  # what staged samples depend on
+
+
+def packing_fingerprint(cfg: TokenizeConfig) -> dict:
+    data = fingerprint_data(cfg)
+    return {k: data[k] for k in PACKING_KEYS}
+
+
+def token_dtype(cfg: TokenizeConfig, vocab_size: int) -> np.dtype:
+    """The configured dtype; auto: uint16 when every id fits (as Megatron's optimal_dtype decides), else int32."""
+    if cfg.dtype != "auto":
+        return np.dtype(cfg.dtype)
+    return np.dtype(np.uint16) if vocab_size < 65500 else np.dtype(np.int32)
+
+
+def pad_id(tok) -> int:
+    """Samples are padded with the end-of-text token: Megatron then masks the padding's loss and
+    attention (`eod_mask_loss`, `reset_attention_mask`) and resets positions after it."""
+    return tok.eos_id if tok.eos_id is not None else 0
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,7 @@ class TokenizeTask(OfShard):
         return self.path(f"_SUCCESS.{self.part}")
 
     def fingerprint(self) -> str:
-        return io.sha256_json({"upstream": self.upstream.fingerprint, "tokenize": fingerprint_data(self.cfg)})
+        return io.sha256_json({"upstream": self.upstream.fingerprint, "tokenize": packing_fingerprint(self.cfg)})
 
     def path(self, *parts: str) -> str:
         return io.join(self.shard.output, NAME, *parts)
@@ -60,19 +73,21 @@ class TokenizeTask(OfShard):
 
 
 def tokenize_part(task: TokenizeTask) -> dict:
-    """Tokenizes, packs and writes one part; returns its counts (documents, tokens, samples, padding)."""
+    """Tokenizes, packs and stages one part; returns its counts (documents, tokens, samples, padding)."""
     cfg, shard = task.cfg, task.shard
     tok = load_tokenizer(cfg.tokenizer, cfg.threads)
     began = time.perf_counter()  # after the (once per worker) tokenizer load
     docs = Documents(shard, task.upstream.stage, record=True)
-    outputs = ShardOutputs(shard, NAME, None)  # rejects and errors; the kept documents become token shards
-    provenance = io.ParquetSink(task.path("_provenance", f"{task.part}.parquet"), PROVENANCE_SCHEMA)
-    samples = io.ParquetSink(task.path("_samples", f"{task.part}.parquet"), SAMPLES_SCHEMA)
-    files = ShardFiles(task.path(), task.part, dtype_for_vocab(tok.vocab_size), cfg.shard_tokens, cfg.compress)
+    outputs = ShardOutputs(shard, NAME, None)  # rejects and errors; the kept documents become samples
+    dtype = token_dtype(cfg, tok.vocab_size)
+    staged = StagedSamples(task.path(), task.part, cfg.seq_len, dtype, pad_id(tok))
+    cache = cached_ids(shard, task.upstream, cfg.tokenizer)  # the mixture stage's token ids, when it ran
+    prefix = np.array([tok.bos_id] if cfg.bos else [], dtype)
+    suffix = np.array([tok.eos_id] if cfg.eos else [], dtype)
+    meta: dict[int, tuple] = {}  # position -> (id, source, url, tokens): documents with pieces to place
     tokenized = 0
-    meta: dict[int, dict] = {}  # documents with pieces still to be packed
 
-    def encode(good: list[dict]) -> list[list[int] | None]:
+    def encode(good: list[dict]) -> list[np.ndarray | None]:
         try:
             return tok.encode_batch([d["text"] for d in good])
         except Exception:  # noqa: BLE001 - find the document that breaks the batch
@@ -99,52 +114,49 @@ def tokenize_part(task: TokenizeTask) -> dict:
 
     def documents() -> Iterator[tuple[int, np.ndarray]]:
         nonlocal tokenized
-        position = 0
         for batch in docs.batches():
             good = accepted(batch)
-            for doc, ids in zip(good, encode(good)):
+            for doc, ids in zip(good, cache.ids(good) if cache else encode(good)):
                 if ids is None:
                     continue
-                ids = ([tok.bos_id] if cfg.bos else []) + ids + ([tok.eos_id] if cfg.eos else [])
-                meta[position] = {"id": doc["id"], "source": doc.get("source"), "url": doc.get("url"),
-                                  "tokens": len(ids), "pieces": 0}
+                ids = np.concatenate((prefix, ids, suffix), dtype=dtype, casting="unsafe")  # ids < vocab: checked
+                meta[tokenized] = (doc["id"], doc.get("source"), doc.get("url"), len(ids))
+                yield tokenized, ids
                 tokenized += 1
-                yield position, np.asarray(ids, dtype=np.int64)
-                position += 1
 
-    totals = {"tokens": 0, "samples": 0, "padding": 0, "split_docs": 0, "split_docs_that_fit": 0}
-    sample_rows, rows = [], []  # handed to the sinks in blocks: one Arrow conversion per block, not per sample
-    for sample in pack(documents(), cfg.pack, cfg.seq_len, cfg.window):
-        used = sum(len(p) for p in sample)
-        shard_name, index = files.add([p.tokens for p in sample], cfg.seq_len - used)
-        sample_rows.append({"part": task.part, "shard": shard_name, "sample": index, "tokens": used,
-                            "padding": cfg.seq_len - used, "pieces": len(sample)})
-        for j, piece in enumerate(sample):
-            m = meta[piece.doc]
-            m["pieces"] += 1
-            split = len(piece) < m["tokens"]
-            rows.append({"part": task.part, "shard": shard_name, "sample": index, "seq": j, "doc_id": m["id"],
-                         "source": m["source"], "url": m["url"], "doc_token_start": piece.start,
-                         "tokens": len(piece), "doc_tokens": m["tokens"], "split": split})
-            if piece.start + len(piece) == m["tokens"]:  # the document's last piece
-                if m["pieces"] > 1:
-                    totals["split_docs"] += 1
-                    totals["split_docs_that_fit"] += m["tokens"] <= cfg.seq_len
+    packed = pack(documents(), cfg.pack, cfg.seq_len, cfg.window)
+    split_docs = split_fitting = 0
+    while True:
+        try:
+            sample = next(packed)
+        except StopIteration as done:
+            leftovers = done.value
+            break
+        staged.add(sample, meta.__getitem__)
+        for piece in sample:
+            doc_tokens = meta[piece.doc][3]
+            if piece.start + len(piece) == doc_tokens:  # its last piece: the others were placed before it
+                if piece.start:
+                    split_docs += 1
+                    split_fitting += doc_tokens <= cfg.seq_len
                 del meta[piece.doc]
-        if len(rows) >= 4096:
-            provenance.write(rows)
-            samples.write(sample_rows)
-            sample_rows, rows = [], []
-        totals["tokens"] += used
-        totals["samples"] += 1
-        totals["padding"] += cfg.seq_len - used
-
-    provenance.write(rows)
-    samples.write(sample_rows)
     docs.close()
-    shards = files.finish()
-    for sink in (provenance, samples):
-        sink.commit()
-    io.write_json_atomic(task.path("_meta", f"{task.part}.json"), {"part": task.part, "shards": shards})
-    metrics = outputs.commit(docs_in=docs.count, docs_out=tokenized, **totals, shards=len(shards))
+    if cache:
+        cache.close()
+    totals = staged.commit()
+    write_leftovers(task.path("_leftover"), task.part, leftovers, meta, dtype)
+    left = sum(len(p) for p in leftovers)
+    metrics = outputs.commit(docs_in=docs.count, docs_out=tokenized, tokens=totals["tokens"] + left,
+                             staged_samples=totals["samples"], padding=totals["padding"], leftover_tokens=left,
+                             split_docs=split_docs, split_docs_that_fit=split_fitting,
+                             cached_docs=tokenized if cache else 0)
     return {NAME: {**metrics, "seconds": round(time.perf_counter() - began, 3)}}
+
+
+def write_leftovers(folder: str, part: str, pieces: list[Piece], meta: dict, dtype: np.dtype) -> None:
+    """The open pieces of a part: their tokens back to back (.bin) and one row per piece (.parquet)."""
+    rows = [dict(zip(("doc_id", "source", "url"), meta[p.doc][:3]), doc_token_start=p.start, tokens=len(p),
+                 doc_tokens=meta[p.doc][3]) for p in pieces]
+    tokens = np.concatenate([p.tokens for p in pieces]).astype(dtype) if pieces else np.empty(0, dtype)
+    io.write_bytes_atomic(io.join(folder, f"{part}.bin"), tokens.tobytes())
+    io.write_table_atomic(io.join(folder, f"{part}.parquet"), rows, LEFTOVER_SCHEMA)

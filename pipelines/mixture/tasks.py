@@ -26,6 +26,7 @@ from pipelines.shard_task import Documents, OfShard, ShardTask
 from pipelines.stage import Upstream
 from pipelines.stages.select import SelectRule, outside
 from scorers.embed import embed
+from tokenize_stage import token_cache
 from tokenize_stage.tokenizers import load_tokenizer
 
 NAME = "mixture"
@@ -78,9 +79,12 @@ class MixtureMapTask(OfShard):
         embed_now = climb is not None and not io.marker_matches(embed_marker, embed_fp)  # outlive clustering changes
         rows, vectors = [], []
         docs = Documents(self.shard, self.upstream.stage, record=True)
+        token_ids = token_cache.CacheWriter(out, part, self.tokenizer)  # the tokenize stage reuses them
         for batch in docs.batches():
             texts = [d.get("text") or "" for d in batch]
-            counts = [len(ids) for ids in tok.encode_batch(texts)]
+            encoded = tok.encode_batch(texts)
+            token_ids.write([d["id"] for d in batch], encoded)
+            counts = [len(ids) for ids in encoded]
             if embed_now:
                 vectors += [{"id": d["id"], "embedding": v.astype("<f2").tobytes()}
                             for d, v in zip(batch, embed(texts, climb.embed))]
@@ -90,6 +94,7 @@ class MixtureMapTask(OfShard):
                              "order_score": float(sum(doc.get(c) or 0 for c in cfg.top_k_by)) if cfg.top_k_by else None,
                              "quality": doc.get(climb.prune.column) if climb and climb.prune else None})
         docs.close()
+        token_ids.commit()
         if embed_now:
             io.write_table_atomic(_path(out, "_embeddings", f"{part}.parquet"), vectors, EMBEDDING_SCHEMA)
             io.write_marker(embed_marker, embed_fp)

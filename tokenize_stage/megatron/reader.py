@@ -1,8 +1,9 @@
-"""Reading token shards back for training: tokens padded to seq_len plus the document boundaries.
+"""Reading the Megatron shards back for training without Megatron: each sample with the positions,
+loss mask and document boundaries Megatron's GPTDataset derives from the end-of-text token
+(`reset_position_ids`, `reset_attention_mask`, `eod_mask_loss`).
 
-The shard's dtype and seq_len come from the `manifest.json` beside it (checked against the .idx).
-
-Use from PyTorch:
+`dtype`, `seq_len` and `pad_id` come from the `manifest.json` of the tokenize folder (checked
+against the .idx). Use from PyTorch:
 
     from torch.utils.data import DataLoader, Dataset
     from tokenize_stage.megatron.reader import PackedSamples
@@ -13,14 +14,12 @@ Use from PyTorch:
         def __len__(self):
             return len(self.samples)
         def __getitem__(self, i):
-            s = self.samples[i]
-            return {k: torch.from_numpy(v) for k, v in s.items() if k != "cu_seqlens"}
+            return {k: torch.from_numpy(v) for k, v in self.samples[i].items() if k != "cu_seqlens"}
 
-    loader = DataLoader(Shard("out/sample/tokenize/part-00000-00000"), batch_size=8)
+    loader = DataLoader(Shard("out/sample/tokenize/megatron/part-00000-00000"), batch_size=8)
 
-`cu_seqlens` has a different length per sample, so pass it through a custom `collate_fn`
-(e.g. offset and concatenate them for flash-attention's varlen kernels) or rebuild a block-diagonal
-attention mask from `position_ids` (a document starts wherever it is 0).
+`cu_seqlens` has a different length per sample: pass it through a custom `collate_fn` (e.g. offset
+and concatenate them for flash-attention's varlen kernels).
 """
 
 import os
@@ -28,7 +27,7 @@ import struct
 
 import numpy as np
 
-from tokenize_stage.megatron.manifest import read_manifest
+from tokenize_stage.manifest import read_manifest
 from tokenize_stage.megatron.writer import DTYPE_CODES, HEADER
 
 CODE_DTYPES = {code: dtype for dtype, code in DTYPE_CODES.items()}
@@ -40,13 +39,15 @@ class MegatronIndex:
     def __init__(self, idx_path: str):
         with open(idx_path, "rb") as fh:
             head = fh.read(34)
-        if head[:9] != HEADER:
+        if len(head) < 34 or head[:9] != HEADER:
             raise ValueError(f"{idx_path}: not a Megatron index (bad header)")
         version, code, n_seq, n_doc = struct.unpack("<QBQQ", head[9:34])
-        if version != 1:
-            raise ValueError(f"{idx_path}: unsupported index version {version}")
+        if version != 1 or code not in CODE_DTYPES:
+            raise ValueError(f"{idx_path}: unsupported index version {version} or dtype code {code}")
         self.dtype = CODE_DTYPES[code]
         raw = np.memmap(idx_path, mode="r", dtype=np.uint8)
+        if len(raw) != 34 + n_seq * 12 + n_doc * 8:
+            raise ValueError(f"{idx_path}: {len(raw)} bytes, expected {34 + n_seq * 12 + n_doc * 8}")
         offset = 34
         self.lengths = np.frombuffer(raw, np.int32, n_seq, offset)
         offset += self.lengths.nbytes
@@ -56,41 +57,24 @@ class MegatronIndex:
 
 
 class PackedSamples:
-    """The samples of one shard (`<folder>/<part>-SSSSS`, as listed in `<folder>/manifest.json`)."""
+    """The samples of one Megatron shard (`OUT/tokenize/megatron/<shard>`, as listed in the manifest)."""
 
-    def __init__(self, prefix: str, pad_id: int = 0):
-        folder, shard = os.path.split(prefix)
+    def __init__(self, prefix: str):
+        folder = os.path.dirname(os.path.dirname(prefix))
         manifest = read_manifest(folder)
-        if shard not in {s["shard"] for s in manifest["shards"]}:
-            raise ValueError(f"{prefix}: not a shard listed in {folder}/manifest.json")
         self.index = MegatronIndex(f"{prefix}.idx")
         if self.index.dtype != np.dtype(manifest["dtype"]):
             raise ValueError(f"{prefix}.idx holds {self.index.dtype}, the manifest says {manifest['dtype']}")
-        self.tokens = np.memmap(f"{prefix}.bin", dtype=self.index.dtype, mode="r")
-        self.seq_len, self.pad_id = manifest["seq_len"], pad_id
+        self.seq_len, self.eod = manifest["seq_len"], manifest["pad_id"]
+        self.tokens = np.memmap(f"{prefix}.bin", dtype=self.index.dtype, mode="r").reshape(-1, self.seq_len)
 
     def __len__(self) -> int:
-        return len(self.index.doc_index) - 1
-
-    def sequences(self, i: int) -> list[np.ndarray]:
-        """The documents (or chunks) packed into sample i, unpadded."""
-        lo, hi = self.index.doc_index[i], self.index.doc_index[i + 1]
-        size = self.index.dtype.itemsize
-        return [self.tokens[p // size : p // size + n] for p, n in zip(self.index.pointers[lo:hi],
-                                                                          self.index.lengths[lo:hi])]
+        return len(self.tokens)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        lo, hi = self.index.doc_index[i], self.index.doc_index[i + 1]
-        lengths = self.index.lengths[lo:hi].astype(np.int64)
-        n = int(lengths.sum())
-        first = self.index.pointers[lo] // self.index.dtype.itemsize if hi > lo else 0
-        tokens = np.full(self.seq_len, self.pad_id, dtype=np.int64)
-        tokens[:n] = self.tokens[first : first + n]  # a sample's sequences are contiguous in .bin
-        cu_seqlens = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-        position_ids = np.zeros(self.seq_len, dtype=np.int64)
-        position_ids[:n] = np.arange(n) - np.repeat(cu_seqlens[:-1], lengths)
-        loss_mask = np.zeros(self.seq_len, dtype=np.int64)
-        loss_mask[:n] = 1
-        return {"tokens": tokens, "cu_seqlens": cu_seqlens, "position_ids": position_ids, "loss_mask": loss_mask}
+        tokens = np.asarray(self.tokens[i], dtype=np.int64)
+        ends = np.flatnonzero(tokens == self.eod) + 1  # a document (or a pad) ends at each end-of-text token
+        cu_seqlens = np.unique(np.concatenate([[0], ends, [self.seq_len]])).astype(np.int32)
+        starts = np.repeat(cu_seqlens[:-1], np.diff(cu_seqlens))
+        return {"tokens": tokens, "cu_seqlens": cu_seqlens, "position_ids": np.arange(self.seq_len) - starts,
+                "loss_mask": (tokens != self.eod).astype(np.int64)}
