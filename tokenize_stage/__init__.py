@@ -3,6 +3,7 @@ per part, tokenize, pack and stage the samples (task.py); once, pack the leftove
 draw the release's permutation (shuffle.py); per part, write a slice of the shuffled samples in each
 format (write.py, formats.py); then the manifest (manifest.py), which `gristmill tokens verify` checks."""
 
+import fsspec
 import numpy as np
 
 from pipelines import io
@@ -10,7 +11,7 @@ from pipelines.errors import ConfigError
 from pipelines.report_parts import bars
 from pipelines.stage import CheckContext, Phase, PhaseContext, Stage
 from tokenize_stage import formats
-from tokenize_stage.config import TokenizeConfig
+from tokenize_stage.config import FORMATS, TokenizeConfig
 from tokenize_stage.manifest import write_manifest
 from tokenize_stage.shuffle import ShuffleTask
 from tokenize_stage.task import NAME, TokenizeTask, pad_id, token_dtype
@@ -33,6 +34,10 @@ def phases(ctx: PhaseContext) -> list[Phase]:
     folder = io.join(ctx.release.output, NAME)
 
     def manifest() -> None:
+        for name in set(FORMATS) - set(cfg.formats):  # a format dropped from the config: its files go
+            fs, path = fsspec.core.url_to_fs(io.join(folder, name))
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
         tok = load_tokenizer(cfg.tokenizer, cfg.threads)
         mds_index = formats.merge_mds(folder, list(parts)) if "mds" in cfg.formats else None
         write_manifest(folder, tok, token_dtype(cfg, tok.vocab_size), pad_id(tok), cfg, list(parts), mds_index)

@@ -118,13 +118,23 @@ class MdsWriter:
 
 
 def merge_mds(folder: str, parts: list[str]) -> dict | None:
-    """`mds/index.json` over every part's MDS dataset, so `StreamingDataset(local=OUT/tokenize/mds)` reads all."""
-    indexes = [io.join(folder, "mds", p, "index.json") for p in parts]
-    indexes = [path for path in indexes if io.exists(path)]  # a part with an empty slice wrote none
-    if not indexes:
+    """`mds/index.json` over every part's MDS dataset (what streaming's merge_index writes: each shard's
+    entry with its file named from `mds/`), so `StreamingDataset(local=OUT/tokenize/mds)` reads all.
+    Rewritten whole on every run; None (and no index) when no part wrote one."""
+    shards = []
+    for part in parts:
+        path = io.join(folder, "mds", part, "index.json")
+        if not io.exists(path):  # a part with an empty slice wrote none
+            continue
+        for shard in io.read_json(path)["shards"]:
+            for key in ("raw_data", "zip_data"):
+                if shard.get(key):
+                    shard[key] = {**shard[key], "basename": f"{part}/{shard[key]['basename']}"}
+            shards.append(shard)
+    index = io.join(folder, "mds", "index.json")
+    if not shards:
+        if io.exists(index):
+            fsspec.core.url_to_fs(index)[0].rm(fsspec.core.url_to_fs(index)[1])
         return None
-    import_streaming()
-    from streaming.base.util import merge_index
-
-    merge_index(indexes, io.join(folder, "mds"), keep_local=True)
+    io.write_json_atomic(index, {"version": 2, "shards": shards})
     return _entry(folder, "mds/index.json")

@@ -67,7 +67,7 @@ class StagedSamples:
         self.block = np.full((BLOCK, seq_len), pad, dtype=self.dtype)
         self.in_block = 0
         self.count = 0
-        self.totals = {"samples": 0, "tokens": 0, "padding": 0, "pieces": 0}
+        self.totals = {"tokens": 0, "padding": 0, "pieces": 0}
 
     def add(self, sample: list[Piece], meta) -> None:
         row, at = self.block[self.in_block], 0

@@ -116,8 +116,15 @@ def tokenize_part(task: TokenizeTask) -> dict:
         nonlocal tokenized
         for batch in docs.batches():
             good = accepted(batch)
-            for doc, ids in zip(good, cache.ids(good) if cache else encode(good)):
+            encoded = cache.ids(good) if cache else [None] * len(good)
+            missing = [i for i, ids in enumerate(encoded) if ids is None]
+            for i, ids in zip(missing, encode([good[i] for i in missing])):
+                encoded[i] = ids
+            for doc, ids in zip(good, encoded):
                 if ids is None:
+                    continue
+                if not len(ids) and not (cfg.bos or cfg.eos):
+                    outputs.write(rejects=[reject(doc, NAME, "empty_tokens")])  # the tokenizer dropped every character
                     continue
                 ids = np.concatenate((prefix, ids, suffix), dtype=dtype, casting="unsafe")  # ids < vocab: checked
                 meta[tokenized] = (doc["id"], doc.get("source"), doc.get("url"), len(ids))

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from pipelines import io
 
-SCHEMA = pa.schema([("id", pa.string()), ("ids", pa.binary())])
+SCHEMA = pa.schema([("id", pa.string()), ("chars", pa.int64()), ("ids", pa.binary())])
 STAGE = "mixture"
 
 
@@ -25,38 +25,45 @@ class CacheWriter:
         self.schema = SCHEMA.with_metadata({"tokenizer": tokenizer})
         self.sink = io.ParquetSink(cache_path(output, part), self.schema)
 
-    def write(self, ids: list[str], encoded: list[np.ndarray]) -> None:
+    def write(self, docs: list[dict], encoded: list[np.ndarray]) -> None:
         blobs = [e.astype("<u4", copy=False).tobytes() for e in encoded]
-        self.sink.write_table(pa.table({"id": ids, "ids": blobs}, schema=self.schema))
+        table = {"id": [d["id"] for d in docs], "chars": [len(d.get("text") or "") for d in docs], "ids": blobs}
+        self.sink.write_table(pa.table(table, schema=self.schema))
 
     def commit(self) -> None:
         self.sink.commit()
 
 
 class TokenCache:
-    """Walks one part's cached ids alongside the documents (a subsequence of them, with repeats)."""
+    """Walks one part's cached ids alongside the documents (a subsequence of them, with repeats). A
+    document is matched by id and length; one not found (ids repeated in a part) gets None: encode it."""
 
     def __init__(self, path: str):
         self.path = path
         self._fh = fsspec.open(path, "rb").open()
         self._batches = pq.ParquetFile(self._fh).iter_batches(batch_size=1000)
-        self._ids: list[str] = []
-        self._blobs: list[bytes] = []
+        self._rows: list[tuple] = []
         self._at = 0
+        self._done = False
 
-    def _get(self, doc_id: str) -> np.ndarray:
-        while True:
-            if self._at == len(self._ids):
+    def _get(self, doc: dict) -> np.ndarray | None:
+        key = (doc["id"], len(doc["text"]))
+        while not self._done:
+            if self._at == len(self._rows):
                 batch = next(self._batches, None)
                 if batch is None:
-                    raise ValueError(f"{self.path}: no cached token ids for document {doc_id!r} (out of order?)")
-                self._ids, self._blobs, self._at = batch.column(0).to_pylist(), batch.column(1).to_pylist(), 0
-            if self._ids[self._at] == doc_id:
-                return np.frombuffer(self._blobs[self._at], dtype="<u4")
+                    self._done = True  # out of step (an id repeated with another text): encode the rest
+                    break
+                self._rows = list(zip(*(batch.column(c).to_pylist() for c in ("id", "chars", "ids"))))
+                self._at = 0
+            doc_id, chars, blob = self._rows[self._at]
+            if (doc_id, chars) == key:
+                return np.frombuffer(blob, dtype="<u4")
             self._at += 1
+        return None
 
-    def ids(self, docs: list[dict]) -> list[np.ndarray]:
-        return [self._get(d["id"]) for d in docs]
+    def ids(self, docs: list[dict]) -> list[np.ndarray | None]:
+        return [self._get(d) for d in docs]
 
     def close(self) -> None:
         self._fh.close()

@@ -99,6 +99,7 @@ def _load_hf(path: str, threads: int) -> Tokenizer:
         tok = HFTokenizer.from_file(path)
     except Exception as exc:  # noqa: BLE001 - the library raises a bare Exception on bad files
         raise TokenizerError(f"{path}: not a Hugging Face tokenizer.json: {exc}") from exc
+    tok.encode_special_tokens = True  # "</s>" written in a document is text, not the end-of-text id
     vocab = tok.get_vocab(with_added_tokens=True)
     eos = next((vocab[t] for t in EOS_CANDIDATES if t in vocab), None)
     bos = next((vocab[t] for t in BOS_CANDIDATES if t in vocab), None)

@@ -46,6 +46,13 @@ class WriteTask(OfShard):
         return write_slice(self)
 
 
+def slice_of(samples: int, slot: int, slots: int) -> tuple[int, int]:
+    """[lo, hi) of slot's slice: equal slices, over fewer slots when there are not 2 samples for each
+    (a shard of one sample gives stock GPTDataset no window)."""
+    slots = max(1, min(slots, samples // 2))
+    return (samples * slot // slots, samples * (slot + 1) // slots) if slot < slots else (samples, samples)
+
+
 def shard_bounds(n: int, per_shard: int) -> list[tuple[int, int]]:
     """Cuts [0, n) every `per_shard` samples; a last shard of one sample joins the one before it, since
     Megatron's GPTDataset gets no window out of a one-sequence dataset."""
@@ -83,7 +90,7 @@ def write_slice(task: WriteTask) -> dict:
     folder = io.join(task.shard.output, NAME)
     dtype = token_dtype(cfg, load_tokenizer(cfg.tokenizer).vocab_size)
     files, order = read_order(folder)
-    lo, hi = len(order) * task.slot // task.slots, len(order) * (task.slot + 1) // task.slots
+    lo, hi = slice_of(len(order), task.slot, task.slots)
     starts = np.cumsum([0] + [f["samples"] for f in files])
     ids = order[lo:hi]
     which = np.searchsorted(starts, ids, side="right") - 1
@@ -93,13 +100,15 @@ def write_slice(task: WriteTask) -> dict:
     tables = {f: io.read_table(io.join(folder, "_samples", f"{files[f]['name']}.parquet")) for f in used}
     tokens_of = {f: t.column("tokens").to_numpy() for f, t in tables.items()}
     lengths_of = {f: PieceLengths(t.column("lengths")) for f, t in tables.items()}
+    del tables
     remove_outputs(folder, part)
     pad = pad_id(load_tokenizer(cfg.tokenizer))
-    per_shard = max(1, -(-cfg.shard_tokens // cfg.seq_len))
+    per_shard = max(2, -(-cfg.shard_tokens // cfg.seq_len))
     mds = formats.MdsWriter(folder, part, cfg.seq_len, dtype, per_shard * cfg.seq_len * dtype.itemsize + (1 << 20)) \
         if "mds" in cfg.formats and len(ids) else None
     written: dict[str, list[dict]] = {f: [] for f in cfg.formats}
-    shards, placement = [], []
+    shards, placement = [], {"shard": [], "index": [], "part": [], "sample": []}
+    names = np.array([f["name"] for f in files], dtype=object)
     for s, (a, b) in enumerate(shard_bounds(len(ids), per_shard)):
         name = f"{part}-{s:05d}"
         writers = {f: w for f, w in (("megatron", formats.MegatronShard(folder, name, cfg.compress)),
@@ -116,8 +125,9 @@ def write_slice(task: WriteTask) -> dict:
             tokens += int(sum(tokens_of[w][i] for w, i in pairs))
             pieces += sum(len(x) for x in lengths)
             eod += int(np.count_nonzero(rows == pad))
-            placement += [{"shard": name, "index": lo - a + k, "part": files[w]["name"], "sample": j}
-                          for k, (w, j) in enumerate(pairs)]
+            for key, values in (("shard", [name] * (hi - lo)), ("index", np.arange(lo - a, hi - a)),
+                                ("part", names[which[lo:hi]]), ("sample", local[lo:hi])):
+                placement[key].append(values)
             for writer in [*writers.values(), *([mds] if mds else [])]:
                 writer.write(rows, lengths)
         for f, writer in writers.items():
@@ -126,6 +136,9 @@ def write_slice(task: WriteTask) -> dict:
                        "pieces": pieces, "eod": eod})
     if mds:
         written["mds"] = mds.close()
-    io.write_table_atomic(io.join(folder, "_placement", f"{part}.parquet"), placement, PLACEMENT_SCHEMA)
+    columns = {k: np.concatenate(v) if v else np.empty(0, dtype=object if k in ("shard", "part") else np.int64)
+               for k, v in placement.items()}
+    table = pa.table({k: pa.array(v, type=PLACEMENT_SCHEMA.field(k).type) for k, v in columns.items()})
+    io.write_bytes_atomic(io.join(folder, "_placement", f"{part}.parquet"), io.table_bytes(table))
     io.write_json_atomic(io.join(folder, "_meta", f"{part}.json"), {"part": part, "shards": shards, "files": written})
     return {NAME: {"shards": len(shards), "samples_written": len(ids)}}

@@ -83,7 +83,7 @@ class MixtureMapTask(OfShard):
         for batch in docs.batches():
             texts = [d.get("text") or "" for d in batch]
             encoded = tok.encode_batch(texts)
-            token_ids.write([d["id"] for d in batch], encoded)
+            token_ids.write(batch, encoded)
             counts = [len(ids) for ids in encoded]
             if embed_now:
                 vectors += [{"id": d["id"], "embedding": v.astype("<f2").tobytes()}
