@@ -112,9 +112,11 @@ def cmd_preselect_train(args) -> int:
 
     info = train(load_spec(args.spec))
     d = info["documents"]
+    held = info["held_out"]
     print(f"PreSelect scorer written to {load_spec(args.spec).output}: {d['positives']} positives, "
-          f"{d['negatives']} negatives, held-out accuracy {info['held_out_accuracy']:.3f}, "
-          f"thresholds {info['thresholds']}")
+          f"{d['negatives']} negatives; held-out ({held['positives']} positives, {held['negatives']} negatives) "
+          f"balanced accuracy {held['balanced_accuracy']:.3f} (majority {held['majority_baseline']:.2f}), "
+          f"5-fold {info['cross_validation']['mean']:.3f}; thresholds {info['thresholds']}")
     return 0
 
 

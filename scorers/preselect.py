@@ -8,6 +8,8 @@ losses under a family of models predict the models' benchmark ranking, then trai
   until there are as many (when a small sample has fewer, positives are cut to the same count).
 - threshold_for_fraction: the score that keeps the top `fraction` of the pool measured in
   characters (the paper keeps 10 %), estimated on a sample and stored with the model.
+- stratified_split / stratified_folds: held-out parts with each class in the same proportion, so
+  an accuracy is never measured on one class only.
 """
 
 import json
@@ -19,6 +21,7 @@ import numpy as np
 from scorers import fasttext_model
 
 POSITIVE, NEGATIVE = "1", "0"
+SCORE_DECIMALS = 6  # scores are stored rounded (stable across platforms); thresholds are rounded alike
 
 
 def predictive_strength(losses: np.ndarray, benchmarks: list[float]) -> np.ndarray:
@@ -50,7 +53,37 @@ def threshold_for_fraction(scores: np.ndarray, chars: np.ndarray, fraction: floa
     order = np.lexsort((-np.asarray(chars), -np.asarray(scores)))  # by score, then longer first
     cumulative = np.cumsum(np.asarray(chars)[order])
     cut = int(np.searchsorted(cumulative, fraction * cumulative[-1]))
-    return float(np.asarray(scores)[order][min(cut, len(order) - 1)])
+    return round(float(np.asarray(scores)[order][min(cut, len(order) - 1)]), SCORE_DECIMALS)
+
+
+def stratified_folds(labels: list[str], k: int, seed: int) -> list[np.ndarray]:
+    """k disjoint index sets; each class is shuffled (seeded) and dealt round-robin over the folds."""
+    rng = np.random.default_rng(seed)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    at = 0
+    for label in sorted(set(labels)):
+        members = rng.permutation([i for i, y in enumerate(labels) if y == label])
+        for i in members:
+            folds[at % k].append(int(i))
+            at += 1
+    return [np.array(sorted(f), dtype=np.int64) for f in folds]
+
+
+def stratified_split(labels: list[str], held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices; every class gives round(held_out x its size) documents, at least one."""
+    rng = np.random.default_rng(seed)
+    test = []
+    for label in sorted(set(labels)):
+        members = rng.permutation([i for i, y in enumerate(labels) if y == label])
+        test += members[: max(1, round(held_out * len(members)))].tolist()
+    test = np.array(sorted(test), dtype=np.int64)
+    return np.setdiff1d(np.arange(len(labels)), test), test
+
+
+def balanced_accuracy(predicted_positive: np.ndarray, positive: np.ndarray) -> float:
+    """The mean of the recall of each class present."""
+    recalls = [float(np.mean(predicted_positive[positive == c] == c)) for c in (True, False) if (positive == c).any()]
+    return float(np.mean(recalls))
 
 
 @dataclass

@@ -137,7 +137,7 @@ def test_cache(server, tmp_path, monkeypatch):
     assert server.seen == 5 and again == first
     teacher(server.url, cache_path=cache).rate([{"id": "x", "text": "a changed text"}])
     assert server.seen == 6
-    monkeypatch.setattr("scorers.dataman.teacher.PROMPT_VERSION", "dataman-v2")
+    monkeypatch.setattr("scorers.dataman.teacher.PROMPT_VERSION", prompt_module.PROMPT_VERSION + "-next")
     teacher(server.url, cache_path=cache).rate(docs(1))
     assert server.seen == 7
 
@@ -150,6 +150,21 @@ def test_prompt_and_parsing():
     messages = prompt_module.build_messages("hello", 500)
     assert all(r in messages[0]["content"] for r in RATINGS) and all(d in messages[0]["content"] for d in DOMAINS)
     assert parse_answer("Sure! " + json.dumps({**GOOD, "domain": "Retail E-commerce"}))["domain"] == "retail_ecommerce"
+
+
+def test_the_teacher_is_sent_the_papers_definitions(server):
+    """DataMan's criteria as the paper means them: accuracy is about errors in the text (not world
+    knowledge), originality about repetition and copying, professionalism about expertise."""
+    bodies = []
+    server.respond = lambda n, body: (bodies.append(body), (200, json.dumps(GOOD), 0))[1]
+    [result] = teacher(server.url).rate(docs(1))
+    assert result["error"] is None
+    system = bodies[0]["messages"][0]["content"]
+    lines = {line[2:].split(":")[0]: line for line in system.splitlines() if line.startswith("- ")}
+    assert set(lines) == set(RATINGS) - {"overall_score"}
+    assert "spelling" in lines["accuracy"] and "not your own world knowledge" in lines["accuracy"]
+    assert "repetitive" in lines["originality"] and "copied" in lines["originality"]
+    assert "knowledge" in lines["professionalism"] and "one language" in lines["language_consistency"]
     with pytest.raises(MalformedAnswer, match="overall_score"):
         parse_answer(json.dumps({k: v for k, v in GOOD.items() if k != "overall_score"}))
 

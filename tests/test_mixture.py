@@ -66,7 +66,7 @@ def test_plan_is_proportional_to_token_shares_and_records_upsampling():
              "excluded_by": None, "order_score": None} for i in range(30)]
     rows += [{"id": f"b{i}", "part": "part-00001", "source": "b", "domain": "coding", "tokens": 100,
               "excluded_by": None if i < 2 else "where.dataman_overall", "order_score": None} for i in range(10)]
-    cfg = MixtureConfig(budget_tokens=2000, strata=["source"])
+    cfg = MixtureConfig(budget_tokens=2000, strata=["source"], shares="before_where")
     selection, strata = plan(_features(rows), cfg)
     by = {s["stratum"]: s for s in strata}
     assert by["a"]["target_tokens"] == 1500 and by["a"]["selected_tokens"] == 1500 and by["a"]["upsampled_copies"] == 0
@@ -81,6 +81,39 @@ def test_plan_is_proportional_to_token_shares_and_records_upsampling():
                                                     weights={"a/law": 1, "b/coding": 3}, upsample=False))
     assert [(s["stratum"], s["target_tokens"], s["shortfall_tokens"]) for s in strata] == \
         [("a/law", 500, 0), ("b/coding", 1500, 1300)]
+
+
+def _skewed_rows():
+    """a: 20 documents of 100 tokens, all candidates; b: 80 of them (80 % of the tokens), 5 candidates."""
+    rows = [{"id": f"a{i:02}", "part": "part-00000", "source": "a", "domain": None, "tokens": 100,
+             "excluded_by": None, "order_score": None} for i in range(20)]
+    rows += [{"id": f"b{i:02}", "part": "part-00001", "source": "b", "domain": None, "tokens": 100,
+              "excluded_by": None if i < 5 else "where.dataman_overall", "order_score": None} for i in range(80)]
+    return rows
+
+
+def test_plan_shares_are_measured_after_where_by_default():
+    rows = _skewed_rows()
+    columns = ["stratum", "pool_docs", "pool_tokens", "weight", "target_tokens", "candidate_tokens",
+               "selected_tokens", "upsampled_copies"]
+    _, strata = plan(_features(rows), MixtureConfig(budget_tokens=2000))
+    # candidates: a 2000 tokens, b 500 -> shares 0.8 / 0.2 of 2000; b fills its 400 from 4 of its 5
+    assert [[s[c] for c in columns] for s in strata] == [["a", 20, 2000, 0.8, 1600, 2000, 1600, 0],
+                                                        ["b", 80, 8000, 0.2, 400, 500, 400, 0]]
+    selection, strata = plan(_features(rows), MixtureConfig(budget_tokens=2000, shares="before_where"))
+    # all documents: a 2000, b 8000 -> 0.2 / 0.8; b's 500 candidate tokens are copied up to 1600 (11 extra copies)
+    assert [[s[c] for c in columns] for s in strata] == [["a", 20, 2000, 0.2, 400, 2000, 400, 0],
+                                                        ["b", 80, 8000, 0.8, 1600, 500, 1600, 11]]
+    assert sum(r["copies"] for r in selection if r["stratum"] == "b") == 16
+
+
+def test_plan_with_no_strata_is_one_global_stratum():
+    rows = _skewed_rows()
+    selection, strata = plan(_features(rows), MixtureConfig(budget_tokens=2000, strata=[]))
+    assert [(s["stratum"], s["pool_docs"], s["pool_tokens"], s["weight"], s["candidates"], s["selected_tokens"],
+             s["upsampled_copies"]) for s in strata] == [("all", 100, 10000, 1.0, 25, 2000, 0)]
+    assert len(selection) == 100 and {r["stratum"] for r in selection} == {"all"}  # apply finds every document
+    assert sum(r["copies"] for r in selection) == 20
 
 
 def _jsonl(path, prefix, texts):
@@ -146,6 +179,31 @@ stages:
     run_release(cfg, progress=False)
     after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and "_logs" not in str(p)}
     assert before == after
+
+
+def test_release_with_one_global_stratum(tmp_path):
+    words = "river stone bread lamp cloud garden window paper music winter".split()
+    rng = np.random.default_rng(2)
+    _jsonl(tmp_path / "web.jsonl", "w", [" ".join(rng.choice(words, 50)) for _ in range(20)])
+    _jsonl(tmp_path / "books.jsonl", "b", [" ".join(rng.choice(words, 50)) for _ in range(20)])
+    config = tmp_path / "m.yaml"
+    config.write_text(f"""
+release: m
+output: {tmp_path / 'out'}
+runner: {{kind: local, workers: 1}}
+sources:
+  - {{name: web, paths: ["{tmp_path / 'web.jsonl'}"], format: jsonl}}
+  - {{name: books, paths: ["{tmp_path / 'books.jsonl'}"], format: jsonl}}
+stages:
+  mixture: {{budget_tokens: 1000, strata: []}}
+""")
+    cfg = load_config(str(config))
+    run_release(cfg, progress=False)  # apply used to raise KeyError: the plan had no row for any document
+    assert stats.funnel(cfg.output)["adds_up"]
+    con = stats.connect(cfg.output)
+    assert con.execute(f"SELECT stratum, pool_docs FROM '{cfg.output}/mixture/_plan/strata.parquet'"
+                       ).fetchall() == [("all", 40)]
+    assert 0 < con.execute("SELECT count(*) FROM docs_mixture").fetchone()[0] < 40
 
 
 def test_mixture_config_errors(tmp_path):

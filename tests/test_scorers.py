@@ -59,6 +59,50 @@ def test_seed_labels_and_threshold_by_characters():
     assert preselect.threshold_for_fraction(scores, chars, 0.25) == 0.7
 
 
+def test_stratified_split_and_folds_hold_both_classes():
+    labels = ["1"] * 10 + ["0"] * 40  # ordered by class, as seed_labels returns them
+    fit, held = preselect.stratified_split(labels, 0.2, seed=0)
+    assert sorted([labels[i] for i in held]) == ["0"] * 8 + ["1"] * 2 and len(fit) == 40
+    assert set(fit.tolist()) | set(held.tolist()) == set(range(50))
+    assert np.array_equal(held, preselect.stratified_split(labels, 0.2, seed=0)[1])  # seeded
+    folds = preselect.stratified_folds(labels, 5, seed=1)
+    assert sorted(i for f in folds for i in f.tolist()) == list(range(50))
+    assert all(sum(labels[i] == "1" for i in f) == 2 for f in folds)
+    assert preselect.balanced_accuracy(np.array([True, False, False, False]), np.array([True, True, False, False])) \
+        == 0.75
+
+
+def test_sample_preselect_model_is_measured_on_both_classes(sample_preselect_model):
+    """The sample's topical family with benchmarks measured on the Python docs: the held-out fifth holds
+    both classes (before the fix it held 0 positives), and the classifier separates them."""
+    info = preselect.PreSelectScorer.load(str(sample_preselect_model)).info
+    held = info["held_out"]
+    assert held["positives"] > 0 and held["negatives"] > 0 and held["majority_baseline"] < 0.6
+    assert held["balanced_accuracy"] >= 0.8 and info["cross_validation"]["mean"] >= 0.8
+    assert len(set(info["benchmarks"])) == 4  # measured, not typed in
+    assert all(round(t, preselect.SCORE_DECIMALS) == t for t in info["thresholds"].values())
+    assert info["documents"]["threshold_sample"] < info["documents"]["seed"]  # not on its training documents
+
+
+def test_preselect_spec_errors(tmp_path):
+    from pydantic import ValidationError
+
+    from pipelines.preselect_train import TrainSpec, train
+
+    base = {"sample": {"name": "s", "paths": [str(SAMPLE / "*.warc.gz")], "format": "warc"},
+            "output": str(tmp_path / "m.bin")}
+    measured = [{"kind": "ngram", "order": 1, "benchmark": "measured"}] * 2
+    with pytest.raises(ValidationError, match=r"models\[0\]\.benchmark: measured needs a `target` source"):
+        TrainSpec(**base, models=measured)
+    with pytest.raises(ValidationError, match="cluster K needs of N"):
+        TrainSpec(**base, models=[{"kind": "ngram", "benchmark": 1, "train": {"cluster": 4, "of": 4}}] * 2)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"id": "a", "text": ""}\n')
+    spec = TrainSpec(**base, models=measured, target={"name": "t", "paths": [str(empty)], "format": "jsonl"})
+    with pytest.raises(ValueError, match="target: no documents with text"):
+        train(spec)
+
+
 def test_ngram_lm_learns_and_round_trips(sample_docs, tmp_path):
     texts = [t for _, t, lang, _ in sample_docs if lang == "en"]
     train, held = texts[: len(texts) // 2], texts[len(texts) // 2:]

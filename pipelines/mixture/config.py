@@ -77,16 +77,22 @@ class ClimbConfig(StrictModel):
 
 class MixtureConfig(StrictModel):
     """Sample the release to a token budget, stratum by stratum (DataMan's recipe; CLIMB's strata are
-    clusters). A stratum's share is its `weights` entry, else its token share of the documents entering
-    the stage (measured before `where`). Inside a stratum the candidates (documents passing `where`)
-    are taken best-first by the sum of `top_k_by` columns, or in a seeded random order (sampling
-    without replacement), until its share of the budget is filled; a stratum that runs short is
-    upsampled with replacement, and that is recorded."""
+    clusters). A stratum's share is its `weights` entry, else its token share measured as `shares`
+    says. Inside a stratum the candidates (documents passing `where`) are taken best-first by the sum
+    of `top_k_by` columns, or in a seeded random order (sampling without replacement), until its share
+    of the budget is filled; a stratum that runs short is upsampled with replacement, and that is
+    recorded."""
 
     budget_tokens: int = Field(ge=1, validation_alias=AliasChoices("budget_tokens", "token_budget"),
                                description="the budget, in the release tokenizer's tokens")
     strata: list[Literal["source", "domain", "cluster"]] = Field(["source"], description="any of source, domain, "
-                                                                                         "cluster (CLIMB)")
+                                                                                         "cluster (CLIMB); []: one "
+                                                                                         "stratum, `all`")
+    shares: Literal["after_where", "before_where"] = Field(
+        "after_where", description="without `weights`, a stratum's share is its token share of the candidates "
+                                   "(after_where: the documents passing `where`, as DataMan mixes the selected "
+                                   "data) or of all documents entering the stage (before_where: the old default; "
+                                   "a stratum with few candidates is then upsampled)")
     max_repeats: int = Field(4, ge=1, description="at most this many copies of a document (epochs) when "
                                                   "upsampling")
     climb: ClimbConfig | None = Field(None, description="embed, cluster, search weights: strata become [cluster]")

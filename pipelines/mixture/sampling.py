@@ -14,7 +14,8 @@ def seeded_keys(ids: list[str], seed: int) -> np.ndarray:
 
 
 def targets(pool_tokens: dict[str, int], budget: int, weights: dict[str, float] | None) -> dict[str, float]:
-    """Tokens each stratum should contribute: its weight (default: its token share of the pool) times the budget."""
+    """Tokens each stratum should contribute: its weight (default: its share of `pool_tokens`, the tokens its
+    share is counted over) times the budget."""
     shares = weights if weights is not None else pool_tokens
     total = sum(shares.get(s, 0) for s in pool_tokens)
     if total <= 0:

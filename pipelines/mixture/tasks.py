@@ -159,7 +159,12 @@ class MixtureApplyTask(OfShard):
         return {NAME: outputs.commit(docs_in=docs.count, upsampled=upsampled)}
 
 
+GLOBAL_STRATUM = "all"  # the key of every document when `strata` is empty
+
+
 def stratum_keys(features: pa.Table, strata: list[str]) -> list[str]:
+    if not strata:  # zip() of no columns would give no keys at all, and apply would miss every document
+        return [GLOBAL_STRATUM] * features.num_rows
     columns = [features.column(s).to_pylist() for s in strata]
     return ["/".join("none" if v is None else str(v) for v in values) for values in zip(*columns)]
 
@@ -177,7 +182,11 @@ def plan(features: pa.Table, cfg: MixtureConfig) -> tuple[list[dict], list[dict]
     tiebreak = sampling.seeded_keys(ids, cfg.seed)
     names = sorted(set(keys))
     pool = {s: int(tokens[keys == s].sum()) for s in names}
-    wanted = sampling.targets(pool, cfg.budget_tokens, cfg.weights)
+    # DataMan mixes the documents that pass its score filter: by default a stratum's share is counted
+    # over its candidates, so a stratum with few of them is not upsampled to its share of the raw input
+    counted = candidate if cfg.shares == "after_where" else np.ones(len(keys), dtype=bool)
+    shares = {s: int(tokens[(keys == s) & counted].sum()) for s in names}
+    wanted = sampling.targets(shares, cfg.budget_tokens, cfg.weights)
     selection, strata = [], []
     for n, stratum in enumerate(names):
         index = np.flatnonzero((keys == stratum) & candidate)

@@ -15,7 +15,7 @@ from scorers import langid
 from scorers._config import StrictModel
 from scorers.dataman.students import DATAMAN_COLUMNS, Students
 from scorers.fasttext_model import load as load_fasttext
-from scorers.preselect import PreSelectScorer
+from scorers.preselect import SCORE_DECIMALS, PreSelectScorer
 
 NAME = "score"
 
@@ -56,7 +56,7 @@ def run(docs: Iterable[dict], cfg: ScoreConfig) -> StageResult:
     students = Students(cfg.dataman.models) if cfg.dataman else None
     if scorer is not None and batch:
         for doc, score in zip(batch, scorer.score([d["text"] or "" for d in batch])):
-            doc["preselect_score"] = round(float(score), 6)  # rounded: stable across platforms' float printing
+            doc["preselect_score"] = round(float(score), SCORE_DECIMALS)  # stable across platforms
     if students is not None and batch:
         for doc, ratings in zip(batch, students.rate([d["text"] or "" for d in batch])):
             doc.update(ratings)

@@ -5,21 +5,28 @@ import re
 
 from scorers.dataman import CRITERIA, DOMAINS, RATINGS
 
-PROMPT_VERSION = "dataman-v1"
+PROMPT_VERSION = "dataman-v2"  # v2: definitions matched to the paper's (cached v1 answers are not reused)
+# The paper's 14 criteria (13 here + overall_score), each rated on the text itself: accuracy is about
+# errors in the writing, not world knowledge; originality is about repetition and copying, creativity
+# about inventive expression; professionalism about the expertise the text shows.
 _DESCRIPTIONS = {
-    "accuracy": "facts are correct, no errors in spelling, grammar or logic",
-    "coherence": "ideas connect and flow logically",
-    "language_consistency": "one language and register throughout",
-    "semantic_density": "information per word; no filler",
-    "knowledge_novelty": "offers knowledge that is new or non-obvious",
-    "topic_focus": "stays on one topic",
-    "creativity": "original expression or ideas",
-    "professionalism": "expert, domain-appropriate treatment",
-    "style_consistency": "uniform style and formatting",
-    "grammatical_diversity": "varied sentence structures",
-    "structural_standardization": "well organised (headings, paragraphs, lists where apt)",
-    "originality": "not boilerplate, spam or copied templates",
-    "sensitivity": "free of harmful, private or offensive content (5 = fully safe)",
+    "accuracy": "free of errors in the text itself: spelling, grammar, punctuation, wrong references "
+                "(names, numbers, pronouns), factual slips; judge the writing, not your own world knowledge",
+    "coherence": "sentences and paragraphs connect logically and read fluently, without abrupt jumps",
+    "language_consistency": "written in one language throughout, without unwarranted switching between languages",
+    "semantic_density": "useful information per word; no filler, padding or redundancy",
+    "knowledge_novelty": "offers knowledge, insight or information that is new or non-obvious",
+    "topic_focus": "stays on one central topic, without unrelated digressions, ads or navigation text",
+    "creativity": "imaginative or inventive expression, ideas or perspectives",
+    "professionalism": "depth of professional or specialised knowledge the text shows and needs to be understood",
+    "style_consistency": "one consistent writing style, tone and formatting throughout",
+    "grammatical_diversity": "variety and complexity of sentence structures and grammar",
+    "structural_standardization": "follows a standard, clean structure and layout for its kind of text "
+                                  "(paragraphs, headings, lists where apt)",
+    "originality": "not repetitive and not copied: no repeated sentences or passages, duplicated templates "
+                   "or boilerplate",
+    "sensitivity": "free of sensitive content (violence, sexual content, discrimination, hate, private data; "
+                   "5 = none)",
 }
 
 
