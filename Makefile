@@ -25,6 +25,8 @@ models/preselect-sample.bin: $(STAMP) configs/preselect/sample.yaml
 
 run: $(STAMP) models/preselect-sample.bin
 	$(VENV)/bin/gristmill run configs/releases/sample.yaml
+	# does the selection help? the proxy's bits per byte on the target, against 5 random selections
+	$(VENV)/bin/gristmill ablate out/sample --seeds 5
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

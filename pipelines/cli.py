@@ -1,4 +1,4 @@
-"""gristmill command line: run, validate, stats, report, diff, tokens, preselect, dataman.
+"""gristmill command line: run, validate, stats, report, ablate, diff, tokens, preselect, dataman.
 
 Each command imports what it needs when it runs, so `gristmill --help` starts fast.
 """
@@ -154,6 +154,14 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from pipelines.ablate import main_ablate
+
+    if _no_release(args.output):
+        return 1
+    return main_ablate(args.output, args.seeds, args.target, args.proxy)
+
+
 def cmd_diff(args) -> int:
     import json
 
@@ -219,6 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("output")
     report.add_argument("--html", help="where to write it (default OUT/report.html)")
     report.set_defaults(fn=cmd_report)
+
+    ab = sub.add_parser("ablate", help="does the selection help? train a proxy on the selected text and on random "
+                                       "selections of the same size from the pool, compare on a target")
+    ab.add_argument("output")
+    ab.add_argument("--seeds", type=int, default=5, help="random selections (seeds 0..N-1)")
+    ab.add_argument("--target", help="a source of the release by name, or a jsonl/parquet/warc path or glob "
+                                     "(default: the mixture's CLIMB validation source)")
+    ab.add_argument("--proxy", choices=["ngram", "command"], default="ngram",
+                    help="ngram: byte n-gram LM, bits per byte; command: the CLIMB command-proxy contract")
+    ab.set_defaults(fn=cmd_ablate)
 
     df = sub.add_parser("diff", help="what changed from release A to B: config, inputs, kept per stage, "
                                      "rejects by reason, tokens per source, outputs (by sha256)")

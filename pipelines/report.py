@@ -1,13 +1,13 @@
 """`gristmill report OUT`: one offline HTML page.
 
 The page has the funnel per stage and rejects by reason, then each stage's own sections (score
-histograms, the mixture's cluster weights, the token counts); plots are PNGs embedded as base64, so
-the file opens anywhere.
+histograms, the mixture's cluster weights, the token counts), and the ablation when `gristmill ablate`
+wrote OUT/ablation.json; plots are PNGs embedded as base64, so the file opens anywhere.
 """
 
 import html
 
-from pipelines import stats
+from pipelines import ablate, stats
 from pipelines.registry import STAGES
 from pipelines.report_parts import table
 
@@ -27,6 +27,7 @@ def render(output: str) -> str:
     for stage in STAGES:  # each stage's own sections, in pipeline order
         if stage.report is not None:
             parts += stage.report(con, output)
+    parts += ablate.report_section(output)  # `gristmill ablate OUT` wrote OUT/ablation.json
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 6px}td.num{text-align:right}"
              "figure{margin:1em 0}img{max-width:100%;height:auto}")

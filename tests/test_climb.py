@@ -130,6 +130,31 @@ def test_search_finds_a_known_optimum():
     assert later < first / 2  # the predictor's picks are far better than the Dirichlet samples
 
 
+def test_search_finds_a_planted_small_good_cluster():
+    """The best mixture puts ~50 % on a cluster holding 3 % of the tokens. Draws around the token shares
+    (Dirichlet alpha 0.6 for it, 19.4 for the rest) hardly reach there; the broad draws do."""
+    k, small = 20, 18
+    shares = np.full(k, 0.97 / (k - 1))
+    shares[small] = 0.03
+
+    def objective(w, run):
+        return float((w[small] - 0.5) ** 2), "ok"
+
+    validation = SourceConfig(name="v", paths=["x"], format="jsonl")
+    found = {}
+    for name, extra in (("prior", {"flat_share": 0, "sparse_share": 0}), ("broad", {})):
+        runs = [climb.search(shares, objective, SearchConfig(proxy=ProxyConfig(validation=validation), seed=seed,
+                                                             **extra)) for seed in range(5)]
+        found[name] = [r["weights"][small] for r in runs]
+    assert found["broad"][0] >= 0.3, found  # the default config (seed 0)
+    assert max(found["prior"]) < 0.3 < np.mean(found["broad"]), found
+    broad = SearchConfig(proxy=ProxyConfig(validation=validation))
+    pool = climb.sample(np.random.default_rng(0), np.full(k, 1.0), 1000, broad)
+    assert pool.shape == (1000, k) and np.allclose(pool.sum(axis=1), 1)
+    assert ((pool > 0).sum(axis=1) <= 3).sum() == 250  # sparse_share: 1 to 3 clusters
+    assert np.array_equal(pool, climb.sample(np.random.default_rng(0), np.full(k, 1.0), 1000, broad))
+
+
 def test_command_proxy_contract_failures_and_timeouts(tmp_path):
     script = tmp_path / "proxy.py"
     script.write_text("""

@@ -116,6 +116,27 @@ def test_ngram_lm_learns_and_round_trips(sample_docs, tmp_path):
         ByteNgramLM.load(str(tmp_path / "bad.npz"))
 
 
+def test_ngram_lm_witten_bell_is_a_distribution_and_beats_dirichlet(sample_docs, tmp_path):
+    texts = [t for _, t, lang, _ in sample_docs if lang == "en"]
+    train, held = texts[: len(texts) // 2], texts[len(texts) // 2:]
+    wb = ByteNgramLM.train(train, 5, smoothing="witten_bell")
+    for model in (wb, ByteNgramLM.train(train, 3)):
+        for prefix in ("", "the serv", "qzx\u00e9", held[0][:200]):  # seen, rare and unseen contexts
+            p = model.next_byte_probs(prefix)
+            assert p.shape == (256,) and (p > 0).all() and p.sum() == pytest.approx(1, abs=1e-9)
+    # the distribution agrees with the scorer: bits of prefix + b minus bits of prefix
+    assert -np.log2(wb.next_byte_probs("the serv")[ord("e")]) == pytest.approx(wb.bits("the serve")
+                                                                                 - wb.bits("the serv"))
+    bpc = {name: np.mean([m.bits_per_char(t) for t in held[:40]])
+           for name, m in (("dirichlet3", ByteNgramLM.train(train, 3)), ("witten_bell5", wb))}
+    assert bpc["witten_bell5"] < bpc["dirichlet3"] - 0.2, bpc  # the proxy's default beats the old one
+    wb.save(str(tmp_path / "wb.npz"))
+    loaded = ByteNgramLM.load(str(tmp_path / "wb.npz"))
+    assert loaded.smoothing == "witten_bell" and loaded.bits(held[0]) == pytest.approx(wb.bits(held[0]))
+    with pytest.raises(ValueError, match="smoothing"):
+        ByteNgramLM.train(train[:2], 2, smoothing="kneser_ney")
+
+
 def test_fasttext_base_beats_chance_on_held_out_real_text(sample_docs, tmp_path):
     """Which site a page comes from (PostgreSQL docs vs Apache httpd docs), learned from its text."""
     rows = [(t, "postgres" if "postgresql.org" in u else "httpd") for _, t, _, u in sample_docs

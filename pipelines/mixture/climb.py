@@ -107,6 +107,23 @@ def fit_predictor(weights: np.ndarray, objective: np.ndarray, seed: int):
     return model
 
 
+def sample(rng: np.random.Generator, alpha: np.ndarray, n: int, cfg: SearchConfig) -> np.ndarray:
+    """n candidate mixtures (rows sum to 1): `flat_share` from a flat Dirichlet, `sparse_share` on 1 to
+    `sparse_clusters` random clusters, the rest from the Dirichlet around the token shares (`alpha`),
+    in that order. The broad draws let the search give a large weight to a cluster with few tokens."""
+    k = len(alpha)
+    flat = int(round(n * cfg.flat_share))
+    sparse = min(int(round(n * cfg.sparse_share)), n - flat)
+    parts = [rng.dirichlet(np.ones(k), flat)] if flat else []
+    if sparse:
+        members = rng.integers(1, min(cfg.sparse_clusters, k) + 1, sparse)
+        rank = np.argsort(rng.random((sparse, k)), axis=1).argsort(axis=1)  # a random order of the clusters
+        gamma = rng.gamma(1.0, size=(sparse, k)) * (rank < members[:, None])
+        parts.append(gamma / np.maximum(gamma.sum(axis=1, keepdims=True), 1e-300))
+    parts.append(rng.dirichlet(alpha, n - flat - sparse))
+    return np.vstack(parts)
+
+
 def search(shares: np.ndarray, evaluate, cfg: SearchConfig) -> dict:
     """Iterative bootstrapping. `evaluate(weights, run)` returns (objective or None, status); lower is better.
 
@@ -119,9 +136,9 @@ def search(shares: np.ndarray, evaluate, cfg: SearchConfig) -> dict:
     predictor = None
     for iteration, runs in enumerate(cfg.runs, start=1):
         if predictor is None:
-            picked, predicted = rng.dirichlet(alpha, runs), [None] * runs
+            picked, predicted = sample(rng, alpha, runs, cfg), [None] * runs
         else:
-            pool = rng.dirichlet(alpha, cfg.candidates)
+            pool = sample(rng, alpha, cfg.candidates, cfg)
             scores = predictor.predict(pool)
             top = np.argsort(scores, kind="stable")[: max(cfg.top, runs)]
             chosen = np.sort(rng.choice(top, min(runs, len(top)), replace=False))
@@ -141,7 +158,12 @@ def search(shares: np.ndarray, evaluate, cfg: SearchConfig) -> dict:
     if predictor is None:  # a single successful run: nothing to learn from
         best = min(done, key=lambda h: h["objective"])
         return {"weights": best["weights"], "predicted": best["objective"], "history": history}
-    final = np.vstack([rng.dirichlet(alpha, cfg.candidates), np.array([h["weights"] for h in done])])
+    measured = np.array([h["objective"] for h in done])
+    final = np.vstack([np.array([h["weights"] for h in done]), sample(rng, alpha, cfg.candidates, cfg)])
     scores = predictor.predict(final)
-    best = int(np.argmin(scores))
+    # the trees' predictions are piecewise constant: among mixtures tied for the best prediction, take the
+    # best measured run if one is tied, else the first tied draw
+    tied = np.flatnonzero(scores <= scores.min() + 1e-12)
+    runs_tied = tied[tied < len(done)]
+    best = int(runs_tied[np.argmin(measured[runs_tied])] if len(runs_tied) else tied[0])
     return {"weights": [float(x) for x in final[best]], "predicted": float(scores[best]), "history": history}

@@ -31,7 +31,10 @@ class ProxyConfig(StrictModel):
     kind: Literal["ngram", "command"] = Field("ngram", description="ngram (built in) | command (an external "
                                                                    "trainer)")
     validation: SourceConfig = Field(description="the target set the proxy is measured on (any source)")
-    order: int = Field(3, ge=1, description="ngram: the LM's order in bytes")
+    order: int = Field(5, ge=1, description="ngram: the LM's order in bytes")
+    smoothing: Literal["witten_bell", "dirichlet"] = Field(
+        "witten_bell", description="ngram: interpolated Witten-Bell (back-off weight = distinct next bytes "
+                                   "of the context) or Dirichlet (fixed weight 2)")
     train_chars: int = Field(300_000, ge=1000, description="characters drawn from a candidate mixture per run")
     command: list[str] | None = Field(None, description="command: [program, args...]; runs with "
                                                         "GRISTMILL_PROXY_DIR set, writes result.json")
@@ -45,17 +48,31 @@ class ProxyConfig(StrictModel):
 
 
 class SearchConfig(StrictModel):
-    """CLIMB's iterative bootstrapping: `runs[0]` proxy runs on Dirichlet samples around the clusters'
-    token shares, then per iteration a LightGBM predictor ranks `candidates` samples, and `runs[i]`
-    are drawn at random from its `top` best. The final mixture is the predictor's best."""
+    """CLIMB's iterative bootstrapping: `runs[0]` proxy runs on sampled mixtures, then per iteration a
+    LightGBM predictor ranks `candidates` samples, and `runs[i]` are drawn at random from its `top`
+    best. The final mixture is the predictor's best. Samples come from a Dirichlet around the clusters'
+    token shares, and (`flat_share`, `sparse_share` of them) from broad draws that can give a large
+    weight to a small cluster."""
 
     runs: list[int] = Field([64, 32, 16], min_length=1, description="proxy runs per iteration")
-    candidates: int = Field(2000, ge=1, description="Dirichlet draws ranked by the predictor per iteration")
+    candidates: int = Field(2000, ge=1, description="mixtures ranked by the predictor per iteration")
     top: int = Field(100, ge=1, description="the next runs are drawn from this many best-predicted")
     concentration: float = Field(1.0, gt=0, description="Dirichlet alpha = concentration x clusters x token "
                                                         "shares")
+    flat_share: float = Field(0.25, ge=0, le=1, description="share of the samples drawn from a flat Dirichlet "
+                                                            "(alpha 1 per cluster), blind to token shares")
+    sparse_share: float = Field(0.25, ge=0, le=1, description="share of the samples that put all weight on 1 "
+                                                              "to `sparse_clusters` random clusters (flat "
+                                                              "Dirichlet among them)")
+    sparse_clusters: int = Field(3, ge=1, description="sparse samples: at most this many clusters")
     proxy: ProxyConfig = Field(description="what a run measures")
     seed: int = Field(0, description="seed of the draws")
+
+    @model_validator(mode="after")
+    def _shares_fit(self):
+        if self.flat_share + self.sparse_share > 1:
+            raise ValueError(f"flat_share + sparse_share is {self.flat_share + self.sparse_share:g} > 1")
+        return self
 
 
 class ClimbConfig(StrictModel):

@@ -39,7 +39,8 @@ class NgramProxy:
         self.cfg, self.pools, self.validation = cfg, pools, validation
 
     def __call__(self, weights: np.ndarray, run: int) -> tuple[float | None, str]:
-        lm = ByteNgramLM.train(draw(self.pools, weights, self.cfg.train_chars), self.cfg.order)
+        lm = ByteNgramLM.train(draw(self.pools, weights, self.cfg.train_chars), self.cfg.order,
+                               smoothing=self.cfg.smoothing)
         return round(bits_per_byte(lm, self.validation), 6), "ok"
 
 
