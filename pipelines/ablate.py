@@ -24,9 +24,7 @@ path/glob (format from its extension). The numbers go to OUT/ablation.json; `gri
 import hashlib
 import html
 import sys
-import tempfile
 
-import fsspec
 import numpy as np
 
 from pipelines import io, stats
@@ -150,7 +148,7 @@ class _Docs:
 
 def ablate(output: str, seeds: int = 5, target: str | None = None, proxy: str | None = None) -> dict:
     """Runs the ablation, writes OUT/ablation.json and returns it; ConfigError for a bad setup."""
-    from pipelines.mixture.proxy import CommandProxy, NgramProxy
+    from pipelines.mixture.proxy import CommandProxy, NgramProxy, command_workdir
     from pipelines.readers import SourceConfig
 
     if seeds < 1:
@@ -169,11 +167,7 @@ def ablate(output: str, seeds: int = 5, target: str | None = None, proxy: str | 
         raise ConfigError(f"{output}: the selection or the pool has no text")
     chars = min(selection_chars, cfg.train_chars, int(pool.lengths.sum()))
     run_cfg = cfg.model_copy(update={"train_chars": chars})
-    workdir = None
-    if cfg.kind == "command":
-        fs, workdir = fsspec.core.url_to_fs(io.join(output, "ablation"))
-        if "file" not in fs.protocol and "local" not in fs.protocol:
-            workdir = tempfile.mkdtemp(prefix="gristmill-ablate-")
+    workdir = command_workdir(io.join(output, "ablation"), "gristmill-ablate-") if cfg.kind == "command" else None
 
     def measure(texts: list[str], key: str, run: int) -> tuple[float | None, str]:
         if cfg.kind == "ngram":

@@ -10,6 +10,7 @@ import uuid
 
 import duckdb
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -51,10 +52,18 @@ class AtomicFile:
         self._fh.write(data)
         self._sha.update(data)
 
+    def sha256(self) -> str:
+        """The sha256 of what was written so far."""
+        return self._sha.hexdigest()
+
+    def discard(self) -> None:
+        self._fh.close()
+        self.fs.rm(self._tmp)
+
     def commit(self) -> str:
         self._fh.close()
         self.fs.mv(self._tmp, self._final)
-        return self._sha.hexdigest()
+        return self.sha256()
 
 
 def write_json_atomic(path: str, obj) -> None:
@@ -189,13 +198,26 @@ def remove_temporaries(root: str) -> int:
     return len(stale)
 
 
+def is_local(fs) -> bool:
+    """Whether an fsspec filesystem is this machine's disk."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+    return bool({"file", "local"} & set(protocols))
+
+
+def read_array(path: str, dtype) -> np.ndarray:
+    """A file of fixed-size numbers: memory-mapped when local (pages are read as they are used), else read whole."""
+    fs, p = fsspec.core.url_to_fs(path)
+    if is_local(fs):
+        return np.memmap(p, dtype=dtype, mode="r") if os.path.getsize(p) else np.empty(0, dtype)
+    return np.frombuffer(fs.cat_file(p), dtype=dtype)
+
+
 def glob(root: str, pattern: str) -> list[str]:
     """Sorted files under `root` matching `pattern`, as paths (local) or URIs (other filesystems).
     `root` is taken literally: a release folder may be named `web[1]`."""
     fs, base = fsspec.core.url_to_fs(root)
     found = sorted(fs.glob(join(globlib.escape(base), pattern)))
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    return found if {"file", "local"} & set(protocols) else [fs.unstrip_protocol(f) for f in found]
+    return found if is_local(fs) else [fs.unstrip_protocol(f) for f in found]
 
 
 def is_glob(pattern: str) -> bool:

@@ -84,10 +84,10 @@ class TrainSpec(StrictModel):
 
     @model_validator(mode="after")
     def _measured_needs_target(self) -> "TrainSpec":
+        names = {s.name for s in self.reference_sources}
         for i, m in enumerate(self.models):
             if m.benchmark == "measured" and self.target is None:
                 raise ValueError(f"models[{i}].benchmark: measured needs a `target` source")
-            names = {s.name for s in self.reference_sources}
             if m.train is not None and m.train.source is not None and m.train.source not in names:
                 raise ValueError(f"models[{i}].train.source: {m.train.source!r} is not one of reference_sources "
                                  f"{sorted(names)}")

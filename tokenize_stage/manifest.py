@@ -3,9 +3,7 @@ identity, dtype, seq_len, padding token, packing, shuffle seed), every shard wit
 every file written per format with its sha256. `decompress` restores Megatron .bin files from their
 .bin.zst copies against it."""
 
-import hashlib
 import math
-import uuid
 
 import fsspec
 import numpy as np
@@ -50,18 +48,15 @@ def decompress(folder: str) -> list[str]:
     """Restores every Megatron .bin from its .bin.zst copy and checks it against the manifest's sha256."""
     manifest = read_manifest(folder)
     sha = {e["path"]: e["sha256"] for e in manifest["files"].get("megatron", [])}
-    fs, root = fsspec.core.url_to_fs(folder)
     restored = []
     for rel in [p for p in sha if p.endswith(".bin")]:
-        tmp = f"{root}/{rel}.tmp-{uuid.uuid4().hex}"
-        digest = hashlib.sha256()
-        with fs.open(f"{root}/{rel}.zst", "rb") as src, fs.open(tmp, "wb") as dst:
+        out = io.AtomicFile(io.join(folder, rel))
+        with fsspec.open(io.join(folder, f"{rel}.zst"), "rb") as src:
             for chunk in zstandard.ZstdDecompressor().read_to_iter(src, read_size=1 << 20):
-                digest.update(chunk)
-                dst.write(chunk)
-        if digest.hexdigest() != sha[rel]:
-            fs.rm(tmp)
+                out.write(chunk)
+        if out.sha256() != sha[rel]:
+            out.discard()
             raise ValueError(f"{rel}.zst does not match the manifest's sha256")
-        fs.mv(tmp, f"{root}/{rel}")
+        out.commit()
         restored.append(rel)
     return restored

@@ -48,8 +48,7 @@ class ShuffleTask:
         pieces, meta = [], []
         for part in self.parts:
             rows = io.read_table(io.join(folder, "_leftover", f"{part}.parquet")).to_pylist()
-            with fsspec.open(io.join(folder, "_leftover", f"{part}.bin"), "rb") as fh:
-                tokens = np.frombuffer(fh.read(), dtype=dtype)
+            tokens = io.read_array(io.join(folder, "_leftover", f"{part}.bin"), dtype)
             at = 0
             for row in rows:
                 pieces.append(Piece(len(meta), row["doc_token_start"], tokens[at : at + row["tokens"]]))

@@ -7,9 +7,6 @@
 Fixed-size samples make any sample readable by offset, which the shuffled writers need.
 """
 
-import os
-
-import fsspec
 import numpy as np
 import pyarrow as pa
 
@@ -105,10 +102,4 @@ class StagedSamples:
 
 def read_packed(folder: str, name: str, seq_len: int, dtype: np.dtype) -> np.ndarray:
     """The staged samples of `name` as a (samples, seq_len) array (memory-mapped when local)."""
-    fs, path = fsspec.core.url_to_fs(packed_path(folder, name))
-    if getattr(fs, "protocol", None) in ("file", ("file", "local")):
-        flat = np.memmap(path, dtype=dtype, mode="r") if os.path.getsize(path) else np.empty(0, dtype)
-    else:
-        with fs.open(path, "rb") as fh:
-            flat = np.frombuffer(fh.read(), dtype=dtype)
-    return flat.reshape(-1, seq_len)
+    return io.read_array(packed_path(folder, name), dtype).reshape(-1, seq_len)

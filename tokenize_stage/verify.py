@@ -4,8 +4,6 @@ then its content (token ids inside the vocabulary, padding is pad_id after each 
 pad_id per document end, counts as the manifest and the bookkeeping (`_placement`, `_samples`,
 `_provenance`) say). Each problem is `<path>: <what>`; the first per file is kept."""
 
-import hashlib
-import json
 import struct
 
 import fsspec
@@ -13,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.implementations.local import LocalFileSystem
 
+from pipelines import io
 from tokenize_stage.manifest import FORMAT
 from tokenize_stage.megatron.writer import DTYPE_CODES, HEADER, index_bytes
 
@@ -32,8 +30,7 @@ def verify(folder: str) -> list[str]:
         return f"{folder.rstrip('/')}/{rel}" not in problems
 
     try:
-        with fs.open(f"{root}/manifest.json", "rt") as fh:
-            m = json.load(fh)
+        m = io.read_json(f"{folder}/manifest.json")
     except (OSError, ValueError) as exc:
         return [f"{folder.rstrip('/')}/manifest.json: cannot be read ({type(exc).__name__}: {exc})"]
     if m.get("format") != FORMAT:
@@ -87,13 +84,9 @@ def verify(folder: str) -> list[str]:
                 bad(rel, f"not a Parquet file ({exc})")
     for rel in entries:
         if ok(rel):
-            digest = hashlib.sha256()
-            with fs.open(f"{root}/{rel}", "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    digest.update(chunk)
-            if digest.hexdigest() != entries[rel]["sha256"]:
-                bad(rel, f"sha256 {digest.hexdigest()[:12]}... does not match the manifest's "
-                         f"{entries[rel]['sha256'][:12]}...")
+            digest = io.sha256_file(f"{folder}/{rel}")
+            if digest != entries[rel]["sha256"]:
+                bad(rel, f"sha256 {digest[:12]}... does not match the manifest's {entries[rel]['sha256'][:12]}...")
 
     # content, against the bookkeeping: per shard position, the sample's tokens and its pieces that end a document
     try:
@@ -108,14 +101,13 @@ def verify(folder: str) -> list[str]:
             continue
         if "megatron" in m["formats"] and ok(rel := f"megatron/{name}.bin"):
             documents = ends[name] if m["eos"] else np.zeros_like(ends[name])
-            if (what := bin_problem(fs, f"{root}/{rel}", dtype, seq_len, pad, vocab, n, documents, s["eod"])):
+            if (what := bin_problem(f"{folder}/{rel}", dtype, seq_len, pad, vocab, n, documents, s["eod"])):
                 bad(rel, what)
         if "parquet" in m["formats"] and ok(rel := f"parquet/{name}.parquet"):
             if what := parquet_problem(fs, f"{root}/{rel}", seq_len, n):
                 bad(rel, what)
     if "mds/index.json" in entries and ok("mds/index.json"):
-        with fs.open(f"{root}/mds/index.json", "rt") as fh:
-            n = sum(sh["samples"] for sh in json.load(fh)["shards"])
+        n = sum(sh["samples"] for sh in io.read_json(f"{folder}/mds/index.json")["shards"])
         if n != m["totals"]["samples"]:
             bad("mds/index.json", f"{n} samples, the manifest says {m['totals']['samples']}")
     return [f"{path}: {what}" for path, what in problems.items()]
@@ -172,10 +164,8 @@ def placed(fs, root: str) -> tuple[dict, dict]:
     return ({n: tokens[a:b] for n, (a, b) in zip(names, bounds)}, {n: n_ends[a:b] for n, (a, b) in zip(names, bounds)})
 
 
-def bin_problem(fs, path, dtype, seq_len, pad, vocab, used, ends, eod) -> str | None:
-    local = isinstance(fs, LocalFileSystem)
-    rows = np.memmap(path, dtype=dtype, mode="r") if local else np.frombuffer(fs.cat(path), dtype=dtype)
-    rows, pads = rows.reshape(-1, seq_len), 0
+def bin_problem(path, dtype, seq_len, pad, vocab, used, ends, eod) -> str | None:
+    rows, pads = io.read_array(path, dtype).reshape(-1, seq_len), 0
     for a in range(0, len(rows), ROWS):
         block, n = rows[a:a + ROWS], used[a:a + ROWS]
         if (i := np.flatnonzero(((block >= vocab) | (block < 0)).any(axis=1))).size:
@@ -192,8 +182,7 @@ def bin_problem(fs, path, dtype, seq_len, pad, vocab, used, ends, eod) -> str | 
 
 def summary(folder: str) -> str:
     """One line on a verified output: shards, samples and tokens per format."""
-    with fsspec.open(f"{folder.rstrip('/')}/manifest.json", "rt") as fh:
-        m = json.load(fh)
+    m = io.read_json(f"{folder.rstrip('/')}/manifest.json")
     t, files = m["totals"], m["files"]
     shards = {f: sum(e["path"].endswith((".bin", ".parquet", ".mds")) for e in files[f]) for f in m["formats"]}
     per = ", ".join(f"{f} ({n} shard{'s' * (n != 1)})" for f, n in shards.items())

@@ -1,11 +1,9 @@
 """The CLIMB part of the mixture plan: clusters for every document, weights per (super-)cluster, and
 the files to inspect them: OUT/mixture/clusters.parquet, history.parquet, mixture.json, mixture.png."""
 
-import tempfile
 from collections import Counter
 from io import BytesIO
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,7 +11,7 @@ import pyarrow.parquet as pq
 from pipelines import io
 from pipelines.mixture import climb, sampling
 from pipelines.mixture.config import MixtureConfig
-from pipelines.mixture.proxy import CommandProxy, NgramProxy
+from pipelines.mixture.proxy import CommandProxy, NgramProxy, command_workdir
 from pipelines.sample import sample_texts
 from pipelines.shard_task import Documents, ShardTask
 
@@ -151,10 +149,8 @@ def _proxy(output: str, cfg: MixtureConfig, pools: list[list[str]], keys: list[s
         raise ValueError("stages.mixture.climb.search.proxy.validation: no text in the validation set")
     if proxy.kind == "ngram":
         return NgramProxy(proxy, pools, validation)
-    fs, local = fsspec.core.url_to_fs(io.join(output, "mixture", "_proxy"))
-    if "file" not in fs.protocol and "local" not in fs.protocol:
-        local = tempfile.mkdtemp(prefix="gristmill-proxy-")  # the command runs here, on this machine
-    return CommandProxy(proxy, pools, keys, local)
+    return CommandProxy(proxy, pools, keys, command_workdir(io.join(output, "mixture", "_proxy"),
+                                                            "gristmill-proxy-"))
 
 
 def _plot(output: str, rows: list[dict], weights: dict[str, float]) -> None:

@@ -8,9 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
+import fsspec
 import numpy as np
 
+from pipelines import io
 from pipelines.mixture.config import ProxyConfig
 from scorers.ngram_lm import ByteNgramLM
 
@@ -77,3 +80,11 @@ class CommandProxy:
                 return float(json.load(fh)["objective"]), "ok"
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return None, f"bad result.json: {type(exc).__name__}: {exc}"
+
+
+def command_workdir(folder: str, prefix: str) -> str:
+    """Where the command proxy's runs go: `folder` when it is on this machine's disk, else a temporary
+    folder here (the command runs on this machine)."""
+    fs, local = fsspec.core.url_to_fs(folder)
+    return local if io.is_local(fs) else tempfile.mkdtemp(prefix=prefix)
+
