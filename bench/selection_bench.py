@@ -16,6 +16,7 @@ Prints the numbers and PASS/MISS per target; exits 0 either way (a miss is a res
 """
 
 import argparse
+import hashlib
 import json
 import random
 import subprocess
@@ -95,6 +96,18 @@ def write_jsonl(path, rows: list[dict]) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+def unique(docs) -> list:
+    """The first page (by id) of each text, whitespace normalised: a test page that is a copy of a validation
+    or pool page would measure memorising, not selecting (Debian packages share changelogs)."""
+    seen, out = set(), []
+    for d in docs:
+        key = hashlib.sha256(" ".join(d[1].split()).encode()).digest()
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
 def split(docs, target_host: str, seed: int) -> tuple[list, list, list]:
     """(pool, validation, test): a seeded half / disjoint quarter of the host's pages; the rest in the pool."""
     own = [d for d in docs if host(d[2]) == target_host]
@@ -161,40 +174,57 @@ def verdict(name: str, r: dict) -> tuple[str, bool]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default=str(ROOT.parent / "shared/data/crawl-sample/*.warc.gz"))
-    parser.add_argument("--host", help="the target host (default: the one with the most extracted pages)")
+    parser.add_argument("--host", help="the target host (default: the one with the most extracted pages); "
+                                       "`all`: each host with at least 80 pages in turn")
     parser.add_argument("--seeds", type=int, default=5, help="random selections per ablation (>= 5)")
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--budget-share", type=float, default=0.1, help="CLIMB's budget, a share of pool tokens")
+    parser.add_argument("--only", choices=["climb", "preselect"], help="run one of the two selections")
     args = parser.parse_args()
     began = time.perf_counter()
     WORK.mkdir(exist_ok=True)
-    docs = pages(args)
+    every = pages(args)
+    docs = unique(every)
     hosts = Counter(host(u) for _, _, u in docs)
-    target_host = args.host or hosts.most_common(1)[0][0]
-    if target_host not in hosts:
-        raise SystemExit(f"--host {target_host}: no extracted page has it (top: {hosts.most_common(5)})")
+    print(f"pages: {len(every)} with text, {len(every) - len(docs)} exact copies removed; hosts {dict(hosts)}")
+    targets = ([h for h, n in hosts.most_common() if n >= 80] if args.host == "all"
+               else [args.host or hosts.most_common(1)[0][0]])
+    for target_host in targets:
+        if target_host not in hosts:
+            raise SystemExit(f"--host {target_host}: no extracted page has it (top: {hosts.most_common(5)})")
+    results = {}
+    for target_host in targets:
+        print(f"\n=== target host {target_host}")
+        results[target_host] = selections(args, docs, hosts, target_host)
+    report(results, began)
+
+
+def selections(args, docs, hosts: Counter, target_host: str) -> dict:
     pool, validation, test = split(docs, target_host, args.split_seed)
-    folder = WORK / "sel-data"
-    folder.mkdir(exist_ok=True)
+    folder = WORK / "sel-data" / target_host
+    folder.mkdir(parents=True, exist_ok=True)
     pool_path, val_path, test_path = folder / "pool.jsonl", folder / "validation.jsonl", folder / "test.jsonl"
     write_jsonl(pool_path, [{"id": i, "text": t, "url": u} for i, t, u in pool])
     write_jsonl(val_path, [{"id": i, "text": t} for i, t, _ in validation])
     write_jsonl(test_path, [{"id": i, "text": t} for i, t, _ in test])
     tokens = pool_tokens([t for _, t, _ in pool])
     budget = max(1, int(tokens * args.budget_share))
-    print(f"pages: {len(docs)} with text, {len(hosts)} hosts; target host {target_host} ({hosts[target_host]} "
-          f"pages): validation {len(validation)}, test {len(test)}, "
+    print(f"{hosts[target_host]} pages: validation {len(validation)}, test {len(test)}, "
           f"{hosts[target_host] - len(validation) - len(test)} left in the pool")
     share = sum(len(t) for _, t, u in pool if host(u) == target_host) / sum(len(t) for _, t, _ in pool)
     print(f"pool: {len(pool)} pages, {sum(len(t) for _, t, _ in pool):,} chars ({share:.0%} from {target_host}), "
-          f"{tokens:,} tokens; "
-          f"CLIMB budget {budget:,} tokens\n")
-
+          f"{tokens:,} tokens; CLIMB budget {budget:,} tokens")
     results = {}
-    print("(a) CLIMB mixture")
-    out = release("sel-climb", CLIMB_CONFIG, pool=pool_path, validation=val_path, budget=budget)
-    results["CLIMB mixture"] = ablate(out, args.seeds, str(test_path), target_host)
+    if args.only != "preselect":
+        print("(a) CLIMB mixture")
+        out = release("sel-climb", CLIMB_CONFIG, pool=pool_path, validation=val_path, budget=budget)
+        results["CLIMB mixture"] = ablate(out, args.seeds, str(test_path), target_host)
+    if args.only != "climb":
+        results["PreSelect top10%"] = preselect(args, pool_path, val_path, test_path, target_host)
+    return results
 
+
+def preselect(args, pool_path, val_path, test_path, target_host) -> dict:
     print("\n(b) PreSelect top 10 %")
     model = WORK / "sel-preselect-model.bin"
     spec = WORK / "sel-preselect-spec.yaml"
@@ -205,21 +235,24 @@ def main() -> None:
     print(f"  preselect train in {time.perf_counter() - t0:.0f}s: {info['documents']}, benchmarks "
           f"{info['benchmarks']}, thresholds {info['thresholds']}")
     out = release("sel-preselect", PRESELECT_CONFIG, pool=pool_path, model=model)
-    results["PreSelect top10%"] = ablate(out, args.seeds, str(test_path), target_host)
+    return ablate(out, args.seeds, str(test_path), target_host)
 
-    print(f"\nbits per byte on the test set ({len(test)} pages of {target_host}); target: selection <= best random "
-          f"- {BEST_MARGIN} and <= random mean - {MEAN_MARGIN}, >= 5 random draws")
-    print(f"  {'selection':<16} {'sel bpb':>9} {'rnd mean':>9} {'rnd min':>9} {'rnd max':>9} {'sel-best':>11} "
-          f"{'sel-mean':>10}  {'n':>2}  result")
-    passed = []
-    for name, r in results.items():
-        line, ok = verdict(name, r)
-        print(line)
-        passed.append(ok)
+
+def report(results: dict, began: float) -> None:
+    print(f"\nbits per byte on each host's test pages; target: selection <= best random - {BEST_MARGIN} and "
+          f"<= random mean - {MEAN_MARGIN}, >= 5 random draws")
+    print(f"  {'host':<20} {'selection':<16} {'sel bpb':>9} {'rnd mean':>9} {'rnd min':>9} {'rnd max':>9} "
+          f"{'sel-best':>11} {'sel-mean':>10}  {'n':>2}  result")
+    missed = []
+    for target_host, per_host in results.items():
+        for name, r in per_host.items():
+            line, ok = verdict(name, r)
+            print(f"  {target_host:<20}{line}")
+            if not ok:
+                missed.append(f"{name} on {target_host}")
     (WORK / "selection.json").write_text(json.dumps(results, indent=2))
     print(f"\ntotal wall time {time.perf_counter() - began:.0f}s")
-    print("all targets met" if all(passed) else
-          f"MISSED: {', '.join(n for n, ok in zip(results, passed) if not ok)} (an honest result; exit 0)")
+    print("all targets met" if not missed else f"MISSED: {', '.join(missed)} (an honest result; exit 0)")
 
 
 if __name__ == "__main__":

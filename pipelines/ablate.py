@@ -6,16 +6,17 @@ The pool is what entered the selection steps: the output of the last stage that 
 (if select ran), else before `mixture`, else before `dedup` (e.g. docs_filter, or docs_score: score only
 adds columns); when no stage ran before it, the release's sources as read (WARC records through extract).
 
-Both sides get the same number of characters, `chars` = min(characters of the selection, the proxy's
-`train_chars`): the selection (in a seeded order when it is larger) and, per seed 0..N-1, documents of
-the pool drawn without replacement in a seeded random order until `chars` is reached (the last one cut
-to fit). Each sample trains the proxy, scored on the target (lower is better):
+Both sides get the same number of characters, `chars`: all of the selection's (--chars caps it; never
+more than the pool's). The selection (in a seeded order when it is cut) and, per seed 0..N-1, documents
+of the pool drawn without replacement in a seeded random order until `chars` is reached (the last one
+cut to fit). Each sample trains the proxy, scored on the target (lower is better):
 
 - ngram: the CLIMB proxy's byte n-gram LM (pipelines/mixture/proxy.py), bits per byte on the target;
-  ProxyConfig as the release's stages.mixture.climb.search.proxy has it, else ProxyConfig's defaults.
+  its order and smoothing as the release's stages.mixture.climb.search.proxy has them, else defaults.
 - command: the CLIMB command-proxy contract (mixture.json, train.jsonl, result.json under
-  OUT/ablation/run-NNNN; run 0 is the selection, run k+1 random seed k), with the command of the
-  release's stages.mixture.climb.search.proxy.
+  OUT/ablation/run-NNNN; run 0 is the selection, run k+1 random seed k), with --command, else the
+  command of the release's stages.mixture.climb.search.proxy; a run that fails or passes its timeout
+  is recorded with its status and the others go on.
 
 The target is that proxy's `validation` source, else --target: a source of the release by name, or a
 path/glob (format from its extension). The numbers go to OUT/ablation.json; `gristmill report` shows them.
@@ -94,16 +95,24 @@ def target_texts(output: str, target: str | None) -> tuple[object, list[str]]:
     return source, texts
 
 
-def proxy_config(output: str, kind: str | None, target):
+def proxy_config(output: str, kind: str | None, target, command: list[str] | None = None,
+                 timeout: float | None = None):
     from pipelines.mixture.config import ProxyConfig
 
     release = _climb_proxy(_config(output))
     cfg = ProxyConfig.model_validate(release) if release else ProxyConfig(validation=target)
-    kind = kind or "ngram"
-    if kind == "command" and not cfg.command:
-        raise ConfigError("--proxy command: the release has no stages.mixture.climb.search.proxy.command "
-                          "(the command-proxy contract needs the trainer's command)")
-    return cfg.model_copy(update={"kind": kind, "validation": target})
+    kind = kind or ("command" if command else "ngram")
+    update = {"kind": kind, "validation": target}
+    if command:
+        update["command"] = command
+    if timeout is not None:
+        if timeout <= 0:
+            raise ConfigError("--timeout must be more than 0 seconds")
+        update["timeout_seconds"] = timeout
+    if kind == "command" and not (command or cfg.command):
+        raise ConfigError("--proxy command: give --command 'TRAINER ARGS' (the release has no "
+                          "stages.mixture.climb.search.proxy.command)")
+    return cfg.model_copy(update=update)
 
 
 def _draw(texts_of, lengths: np.ndarray, order: np.ndarray, chars: int) -> list[str]:
@@ -118,24 +127,31 @@ def _draw(texts_of, lengths: np.ndarray, order: np.ndarray, chars: int) -> list[
 
 
 class _Docs:
-    """A stage's documents (or the sources'): lengths up front, texts fetched by index."""
+    """A stage's documents (or the sources'): lengths up front, texts fetched by index. Only the
+    lengths and the drawn texts are held: the sources are read again for each draw."""
 
     def __init__(self, con, view: str | None, sources: list | None = None):
-        self.con, self.view = con, view
+        self.con, self.view, self.sources = con, view, sources
         if view is not None:
             con.execute(f"CREATE TEMP TABLE _{view} AS SELECT row_number() OVER (ORDER BY id, md5(text)) - 1 AS i, "
                         f"length(text) AS n FROM {view} WHERE text IS NOT NULL")
             self.lengths = con.execute(f"SELECT n FROM _{view} ORDER BY i").fetchnumpy()["n"].astype(np.int64)
-            self.texts = None
         else:
-            from pipelines.sample import sample_texts
+            self.lengths = np.fromiter((len(t) for t in self._source_texts()), dtype=np.int64)
 
-            self.texts = [t for s in sources for _, t in sample_texts(s, sys.maxsize)]
-            self.lengths = np.array([len(t) for t in self.texts], dtype=np.int64)
+    def _source_texts(self):
+        from pipelines.sample import iter_texts
+
+        return (t for s in self.sources for _, t in iter_texts(s))
 
     def get(self, idx: np.ndarray) -> list[str]:
-        if self.texts is not None:
-            return [self.texts[i] for i in idx]
+        if self.view is None:
+            wanted = {int(i): k for k, i in enumerate(idx)}
+            found = [""] * len(idx)
+            for i, text in enumerate(self._source_texts()):
+                if i in wanted:
+                    found[wanted[i]] = text
+            return found
         import pyarrow as pa
 
         self.con.register("_want", pa.table({"i": pa.array(idx, pa.int64()), "k": pa.array(np.arange(len(idx)))}))
@@ -146,16 +162,19 @@ class _Docs:
         return [r[0] for r in rows]
 
 
-def ablate(output: str, seeds: int = 5, target: str | None = None, proxy: str | None = None) -> dict:
+def ablate(output: str, seeds: int = 5, target: str | None = None, proxy: str | None = None,
+           command: list[str] | None = None, timeout: float | None = None, chars: int | None = None) -> dict:
     """Runs the ablation, writes OUT/ablation.json and returns it; ConfigError for a bad setup."""
     from pipelines.mixture.proxy import CommandProxy, NgramProxy, command_workdir
     from pipelines.readers import SourceConfig
 
     if seeds < 1:
         raise ConfigError("--seeds must be at least 1")
+    if chars is not None and chars < 1:
+        raise ConfigError("--chars must be at least 1")
     selection_stage, pool_stage = stages_used(output)
     target_source, validation = target_texts(output, target)
-    cfg = proxy_config(output, proxy, target_source)
+    cfg = proxy_config(output, proxy, target_source, command, timeout)
     con = stats.connect(output)
     selected = _Docs(con, f"docs_{selection_stage}")
     if pool_stage is not None:
@@ -165,7 +184,7 @@ def ablate(output: str, seeds: int = 5, target: str | None = None, proxy: str | 
     selection_chars = int(selected.lengths.sum())
     if selection_chars == 0 or int(pool.lengths.sum()) == 0:
         raise ConfigError(f"{output}: the selection or the pool has no text")
-    chars = min(selection_chars, cfg.train_chars, int(pool.lengths.sum()))
+    chars = min(selection_chars, chars or selection_chars, int(pool.lengths.sum()))
     run_cfg = cfg.model_copy(update={"train_chars": chars})
     workdir = command_workdir(io.join(output, "ablation"), "gristmill-ablate-") if cfg.kind == "command" else None
 
@@ -253,9 +272,10 @@ def report_section(output: str) -> list[str]:
     return parts
 
 
-def main_ablate(output: str, seeds: int, target: str | None, proxy: str | None) -> int:
+def main_ablate(output: str, seeds: int, target: str | None, proxy: str | None, command: list[str] | None = None,
+                timeout: float | None = None, chars: int | None = None) -> int:
     """The CLI's body: 0 done, 1 a proxy run failed, ConfigError (exit 2) for a bad setup."""
-    result = ablate(output, seeds, target, proxy)
+    result = ablate(output, seeds, target, proxy, command, timeout, chars)
     print(format_result(result))
     print(f"\nwritten to {io.join(output, RESULT)}", file=sys.stderr)
     failed = result["selection"]["value"] is None or result["random_summary"] is None

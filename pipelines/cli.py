@@ -4,6 +4,7 @@ Each command imports what it needs when it runs, so `gristmill --help` starts fa
 """
 
 import argparse
+import shlex
 import sys
 
 from pipelines import __version__
@@ -159,7 +160,8 @@ def cmd_ablate(args) -> int:
 
     if _no_release(args.output):
         return 1
-    return main_ablate(args.output, args.seeds, args.target, args.proxy)
+    command = shlex.split(args.command) if args.command else None
+    return main_ablate(args.output, args.seeds, args.target, args.proxy, command, args.timeout, args.chars)
 
 
 def cmd_diff(args) -> int:
@@ -234,8 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--seeds", type=int, default=5, help="random selections (seeds 0..N-1)")
     ab.add_argument("--target", help="a source of the release by name, or a jsonl/parquet/warc path or glob "
                                      "(default: the mixture's CLIMB validation source)")
-    ab.add_argument("--proxy", choices=["ngram", "command"], default="ngram",
-                    help="ngram: byte n-gram LM, bits per byte; command: the CLIMB command-proxy contract")
+    ab.add_argument("--proxy", choices=["ngram", "command"],
+                    help="ngram (default): byte n-gram LM, bits per byte; command: the CLIMB command-proxy "
+                         "contract (default when --command is given)")
+    ab.add_argument("--command", help="the trainer for --proxy command, e.g. 'python train.py --steps 200' "
+                                      "(default: the release's stages.mixture.climb.search.proxy.command)")
+    ab.add_argument("--timeout", type=float, help="seconds per command run (default: the release's, else 600)")
+    ab.add_argument("--chars", type=int, help="characters per side, at most (default: all of the selection's)")
     ab.set_defaults(fn=cmd_ablate)
 
     df = sub.add_parser("diff", help="what changed from release A to B: config, inputs, kept per stage, "

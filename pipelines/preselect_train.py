@@ -12,8 +12,10 @@
    and balanced accuracy on the other 20 % (both classes in it), with the class counts and the
    majority baseline, and stratified 5-fold cross-validation.
 5. Score thresholds that keep each `fractions` share of characters, on the seed documents the
-   classifier was not trained on, rounded as the scores are.
-Writes the model and `<model>.json` (family, counts, accuracies, thresholds).
+   classifier was not trained on, rounded as the scores are: for information (a release's `select`
+   measures its `top_fraction` threshold on the pool it selects from, leaving out `trained_ids`).
+Writes the model and `<model>.json` (family, counts, accuracies, thresholds, the ids of the documents
+fastText was trained on).
 """
 
 import json
@@ -212,6 +214,7 @@ def train(spec: TrainSpec) -> dict:
         "cross_validation": {"folds": 5, "balanced_accuracy": folds,
                              "mean": round(float(np.mean(folds)), 4)},
         "thresholds": {f"{fr:g}": preselect.threshold_for_fraction(scores, chars, fr) for fr in spec.fractions},
+        "trained_ids": sorted(seed[index[i]][0] for i in fit),  # left out of a release's threshold sample
         "fasttext": spec.fasttext.model_dump(mode="json"),
         "languages": langid.language_counts(texts),  # documents in other languages get flagged when scored
     }

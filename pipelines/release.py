@@ -26,6 +26,7 @@ from pipelines.registry import STAGES
 from pipelines.runners import combined, make_runner
 from pipelines.shard_task import ShardTask
 from pipelines.stage import Phase, PhaseContext, Stage, Upstream
+from pipelines.stages import select
 
 DOCUMENTS = "documents"  # the per-document phase
 log = logging.getLogger(__name__)
@@ -65,33 +66,56 @@ def _segments(cfg: ReleaseConfig) -> list[list[Stage]]:
     return groups
 
 
-def _chain(cfg: ReleaseConfig, stages: list[Stage], source_format: str) -> tuple:
+def _chain(chain: list[tuple[Stage, object]], source_format: str) -> tuple:
     """The stages that apply to a source's records, with their configs (an HTML stage only to HTML)."""
-    return tuple((s, getattr(cfg.stages, s.name)) for s in stages
-                 if not s.reads_html or source_format in HTML_FORMATS)
+    return tuple((s, c) for s, c in chain if not s.reads_html or source_format in HTML_FORMATS)
+
+
+def _documents(ctx: PhaseContext, chain: list[tuple[Stage, object]], name: str) -> Phase:
+    """One task per shard running `chain`; points `ctx.upstream` at its output."""
+    tasks = []
+    for shard in ctx.shards:
+        upstream = ctx.upstream[shard.part]
+        task = replace(shard, chain=_chain(chain, shard.source.format), after=upstream if upstream.stage else None)
+        if task.chain:
+            tasks.append(task)
+            ctx.upstream[shard.part] = Upstream(task.chain[-1][0].name, task.fingerprint())
+    used = tuple(sorted({stage.name for t in tasks for stage, _ in t.chain}))
+    return Phase(name, used, tasks)
 
 
 def phases(cfg: ReleaseConfig, shards: list[ShardTask]) -> list[Phase]:
     """Every phase in pipeline order: a `documents` phase per run of per-document stages, and the
-    phases of each global stage. Each reads what the one before it wrote (`ctx.upstream`)."""
+    phases of each global stage. Each reads what the one before it wrote (`ctx.upstream`). A stage
+    whose `prepare` returns phases (they need every part's documents) starts a new documents phase."""
     ctx = PhaseContext(cfg, shards, {t.part: Upstream(None, t.fingerprint_upto(-1)) for t in shards})
     out: list[Phase] = []
     runs = 0  # documents phases so far
+
+    def documents(chain) -> Phase:
+        nonlocal runs
+        runs += 1
+        return _documents(ctx, chain, DOCUMENTS if runs == 1 else f"{DOCUMENTS} {runs}")
+
     for group in _segments(cfg):
         if not group[0].per_document:
             out += group[0].phases(ctx)
             continue
-        tasks = []
-        for shard in shards:
-            upstream = ctx.upstream[shard.part]
-            task = replace(shard, chain=_chain(cfg, group, shard.source.format),
-                           after=upstream if upstream.stage else None)
-            if task.chain:
-                tasks.append(task)
-                ctx.upstream[shard.part] = Upstream(task.chain[-1][0].name, task.fingerprint())
-        runs += 1
-        used = tuple(sorted({stage.name for t in tasks for stage, _ in t.chain}))
-        out.append(Phase(DOCUMENTS if runs == 1 else f"{DOCUMENTS} {runs}", used, tasks))
+        chain: list[tuple[Stage, object]] = []
+        for stage in group:
+            stage_cfg = getattr(cfg.stages, stage.name)
+            if stage.prepare is not None:
+                ahead = replace(ctx, upstream=dict(ctx.upstream))
+                _documents(ahead, chain, "")  # where the stages before it will leave the documents
+                stage_cfg, before = stage.prepare(stage_cfg, ahead)
+                if before:
+                    if chain:
+                        out.append(documents(chain))
+                    ctx.upstream.update(ahead.upstream)  # as prepare left it
+                    out += before
+                    chain = []
+            chain.append((stage, stage_cfg))
+        out.append(documents(chain))
     return out
 
 
@@ -207,7 +231,8 @@ def _is_stale(rel: str, planned: set[str], buckets: dict[str, int]) -> bool:
 
 
 def write_manifest(cfg: ReleaseConfig, shards: list[ShardTask]) -> dict:
-    """Resolved config and its hash, inputs, and every output file with sha256 and row count.
+    """Resolved config and its hash, inputs, every output file with sha256 and row count, and the
+    thresholds select measured for its top_fraction rules.
 
     Nothing here depends on the runner, the worker count or the clock, so reruns give the same bytes.
     """
@@ -239,5 +264,8 @@ def write_manifest(cfg: ReleaseConfig, shards: list[ShardTask]) -> dict:
         "outputs": outputs,
         "stale": stale,  # files of inputs that left the release, set aside (not part of it)
     }
+    thresholds = select.thresholds_used(cfg.stages.select, cfg.output)
+    if thresholds is not None:  # measured on the pool at run time, so not in the config
+        manifest["select_thresholds"] = thresholds
     io.write_json_atomic(io.join(cfg.output, "manifest.json"), manifest)
     return manifest

@@ -4,21 +4,25 @@
     config    its pydantic model; a stage whose block is absent from the config does not run
     check     checks beyond types (files exist, columns are produced), run before any work starts;
               raises ConfigError with the key relative to the stage's block
-    resolve   the config as it will run, when that depends on more than the YAML (globs expanded,
-              recorded thresholds looked up); the manifest and the fingerprints record what it returns
+    resolve   the config as it will run, when that depends on more than the YAML (globs expanded);
+              the manifest and the fingerprints record what it returns
 
 and either, for work done document by document inside the per-shard task:
 
     run       run(batch, cfg) -> StageResult over a batch of one shard's documents
     columns   the columns it adds to documents (it never renames or drops one)
     produces  which of those columns its config fills (default: all of them)
+    prepare   optional: prepare(cfg, ctx) -> (cfg, phases), for a stage that needs every part's documents
+              first (select's top_fraction thresholds): phases to run before its documents phase (they
+              may update `ctx.upstream`'s fingerprints) and the config its documents run with. When it
+              returns phases, the stage starts a new documents phase; with none it runs with those before it
 
 or, for work over the whole release (maps, shuffles through storage, reduces):
 
     phases    phases(ctx) -> list[Phase], in order; they read and then update `ctx.upstream`
 
 Optional: `views` (DuckDB views over its files, for `gristmill stats`), `report` (sections of the
-HTML report), `threshold` (score thresholds recorded for a top fraction of characters).
+HTML report).
 """
 
 from collections.abc import Callable, Iterable
@@ -84,16 +88,6 @@ class CheckContext:
         """Columns filled by the stages configured before this one."""
         return {c for stage, cfg in self.before for c in stage.produced(cfg)}
 
-    def threshold(self, column: str, fraction: float) -> float:
-        """The score threshold recorded for the top `fraction` of characters by the stage that fills
-        `column`; KeyError when none is recorded."""
-        for stage, cfg in reversed(self.before):
-            if column in stage.produced(cfg):
-                if stage.threshold is None:
-                    raise KeyError(f"{stage.name} records no thresholds for {column}")
-                return stage.threshold(cfg, column, fraction)
-        raise KeyError(f"{column} is not produced by the stages configured")
-
 
 def _no_check(cfg, ctx: CheckContext) -> None:
     return None
@@ -114,12 +108,12 @@ class Stage:
     columns: tuple[pa.Field, ...] = ()
     produces: Callable[[Any], Iterable[str]] | None = None
     reads_html: bool = False  # takes raw HTML records (from HTML_FORMATS sources) rather than text
+    prepare: Callable[[Any, PhaseContext], tuple[Any, list[Phase]]] | None = None
     # global stages
     phases: Callable[[PhaseContext], list[Phase]] | None = None
     # inspection
     views: tuple[tuple[str, str], ...] = ()  # (DuckDB view, glob under OUT/<name>/)
     report: Callable[[Any, str], list[str]] | None = None  # (DuckDB connection, OUT) -> HTML sections
-    threshold: Callable[[Any, str, float], float] | None = None
 
     @property
     def per_document(self) -> bool:

@@ -7,7 +7,8 @@ losses under a family of models predict the models' benchmark ranking, then trai
 - seed_labels: positives are the documents with S = 1, negatives are taken from S = 0 upward
   until there are as many (when a small sample has fewer, positives are cut to the same count).
 - threshold_for_fraction: the score that keeps the top `fraction` of the pool measured in
-  characters (the paper keeps 10 %), estimated on a sample and stored with the model.
+  characters (the paper keeps 10 %), estimated on a sample (the select stage's sample of the pool it
+  selects from; the thresholds on the training sample stay in the model's sidecar, for information).
 - stratified_split / stratified_folds: held-out parts with each class in the same proportion, so
   an accuracy is never measured on one class only.
 """
@@ -49,11 +50,16 @@ def seed_labels(strength: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def threshold_for_fraction(scores: np.ndarray, chars: np.ndarray, fraction: float) -> float:
-    """Lowest score kept when documents are taken best-first until `fraction` of all characters."""
+    """Lowest score kept when documents are taken best-first until `fraction` of all characters: the
+    document that crosses it is kept only when that lands closer to `fraction` than stopping before
+    it (a 2-million-character page at the boundary would otherwise triple a 10 % selection)."""
     order = np.lexsort((-np.asarray(chars), -np.asarray(scores)))  # by score, then longer first
     cumulative = np.cumsum(np.asarray(chars)[order])
-    cut = int(np.searchsorted(cumulative, fraction * cumulative[-1]))
-    return round(float(np.asarray(scores)[order][min(cut, len(order) - 1)]), SCORE_DECIMALS)
+    target = fraction * cumulative[-1]
+    cut = min(int(np.searchsorted(cumulative, target)), len(order) - 1)
+    if cut > 0 and cumulative[cut] - target > target - cumulative[cut - 1]:
+        cut -= 1
+    return round(float(np.asarray(scores)[order][cut]), SCORE_DECIMALS)
 
 
 def stratified_folds(labels: list[str], k: int, seed: int) -> list[np.ndarray]:
@@ -88,7 +94,8 @@ def balanced_accuracy(predicted_positive: np.ndarray, positive: np.ndarray) -> f
 
 @dataclass
 class PreSelectScorer:
-    """A trained PreSelect classifier plus its sidecar (`<model>.json`: thresholds, training report)."""
+    """A trained PreSelect classifier plus its sidecar (`<model>.json`: training report, the ids of the
+    documents fastText was trained on, thresholds on the training sample)."""
 
     path: str
     info: dict
@@ -104,10 +111,3 @@ class PreSelectScorer:
 
     def score(self, texts: list[str]) -> np.ndarray:
         return fasttext_model.load(self.path).probabilities(texts, POSITIVE)
-
-    def threshold(self, fraction: float) -> float:
-        table = self.info.get("thresholds", {})
-        key = f"{fraction:g}"
-        if key not in table:
-            raise KeyError(f"{self.path}: no threshold recorded for top_fraction {key}; recorded: {sorted(table)}")
-        return table[key]

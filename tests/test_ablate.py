@@ -2,6 +2,7 @@
 
 import json
 import random
+import time
 
 import pytest
 
@@ -92,3 +93,62 @@ def test_without_a_target_or_a_command_exits_2(release, capsys):
     assert "--target" in capsys.readouterr().err
     assert main(["ablate", out, "--proxy", "command", "--target", str(PYTHON_DOCS)]) == 2
     assert "proxy.command" in capsys.readouterr().err
+
+
+def test_a_failing_or_hanging_command_proxy_is_recorded_and_the_rest_goes_on(release, capsys):
+    """Run 0 is the selection, run k+1 random seed k: seed 0's trainer crashes, seed 1's hangs with a child
+    holding its pipe (the whole group is killed at the timeout), the others report an objective."""
+    tmp, out = release
+    trainer = tmp / "trainer.sh"
+    trainer.write_text("""#!/bin/sh
+run=$(sed -n 's/.*"run": \\([0-9]*\\).*/\\1/p' "$GRISTMILL_PROXY_DIR/mixture.json")
+[ "$run" = 1 ] && { echo "out of memory" >&2; exit 3; }
+[ "$run" = 2 ] && { sleep 60 & sleep 60; }
+echo "{\\"objective\\": $(wc -c < "$GRISTMILL_PROXY_DIR/train.jsonl")}" > "$GRISTMILL_PROXY_DIR/result.json"
+""")
+    trainer.chmod(0o755)
+    began = time.monotonic()
+    code = main(["ablate", out, "--seeds", "3", "--target", str(tmp / "target.jsonl"), "--command", str(trainer),
+                 "--timeout", "3"])
+    assert time.monotonic() - began < 30  # the hanging run and its child were killed at 3 s
+    assert code == 0  # the selection and one random draw have numbers
+    result = json.loads((tmp / "out/ablation.json").read_text())
+    assert result["metric"] == "objective" and result["proxy"]["kind"] == "command"
+    statuses = [r["status"] for r in result["random"]]
+    assert statuses[0] == "exit 3: out of memory" and statuses[1] == "timeout after 3s" and statuses[2] == "ok"
+    assert result["random_summary"]["mean"] == result["random"][2]["value"] > 0
+    printed = capsys.readouterr().out
+    assert "random seed 0: exit 3: out of memory" in printed and "random seed 1: timeout after 3s" in printed
+    written = json.loads((tmp / "out/ablation/run-0001/mixture.json").read_text())
+    assert written["train_chars"] == result["chars"]
+
+
+def test_a_command_that_cannot_start_fails_every_run(release, capsys):
+    tmp, out = release
+    code = main(["ablate", out, "--seeds", "1", "--target", str(tmp / "target.jsonl"),
+                 "--command", str(tmp / "no-such-trainer")])
+    assert code == 1
+    assert "could not start" in capsys.readouterr().out
+
+
+def test_pool_read_from_the_sources_when_the_selection_is_the_first_stage(release):
+    """A dedup-only release: the pool is the sources as read (streamed again for each draw)."""
+    tmp, _ = release
+    config = tmp / "d.yaml"
+    config.write_text(f"""
+release: d
+output: {tmp / 'dedup-only'}
+runner: {{kind: local, workers: 1}}
+sources:
+  - {{name: good, paths: ["{tmp / 'good.jsonl'}", "{tmp / 'copy.jsonl'}"], format: jsonl}}
+stages:
+  dedup: {{minhash: {{enabled: false}}}}
+""")
+    good = (tmp / "good.jsonl").read_text().splitlines()
+    (tmp / "copy.jsonl").write_text("".join(line.replace('"id": "g', '"id": "c') + "\n" for line in good))
+    cfg = load_config(str(config))
+    run_release(cfg, progress=False)
+    result = ablate.ablate(cfg.output, seeds=2, target=str(tmp / "target.jsonl"))
+    assert result["pool_stage"] == "sources" and result["selection_stage"] == "dedup"
+    assert result["pool_documents"] == 2 * len(good) and result["pool_chars"] == 2 * result["selection_chars"]
+    assert all(r["value"] is not None for r in result["random"])

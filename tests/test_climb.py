@@ -12,6 +12,7 @@ import pytest
 from pipelines import stats
 from pipelines.config import ConfigError, load_config
 from pipelines.mixture import climb
+from pipelines.mixture.climb_plan import searched_clusters
 from pipelines.mixture.config import ClimbConfig, ProxyConfig, SearchConfig
 from pipelines.mixture.proxy import CommandProxy
 from pipelines.readers import SourceConfig
@@ -201,3 +202,15 @@ def test_climb_config_errors(tmp_path):
     config.write_text(text.replace("strata: [cluster]", "strata: [source]"))
     with pytest.raises(ConfigError, match=r"stages\.mixture\.strata: \[cluster\]"):
         load_config(str(config))
+
+
+def test_the_search_weighs_candidates_only():
+    """Cluster c has no document that `where` keeps: the search gives it no weight to find; cluster a's prior
+    counts its candidates' tokens only (shares after where), or all of them (before where)."""
+    keys = ["a", "a", "b", "c", "pruned"]
+    excluded = [None, "where.preselect_score", None, "where.preselect_score", "pruned_cluster"]
+    tokens = np.array([100, 900, 300, 500, 50])
+    candidate, kept, prior = searched_clusters(keys, excluded, tokens, "after_where")
+    assert candidate.tolist() == [True, False, True, False, False]
+    assert kept == ["a", "b"] and prior.tolist() == [100, 300]
+    assert searched_clusters(keys, excluded, tokens, "before_where")[2].tolist() == [1000, 300]

@@ -56,7 +56,11 @@ def test_seed_labels_and_threshold_by_characters():
     scores = np.array([0.9, 0.8, 0.7, 0.1])
     chars = np.array([10, 10, 30, 50])
     assert preselect.threshold_for_fraction(scores, chars, 0.1) == 0.9  # 10 of 100 characters
-    assert preselect.threshold_for_fraction(scores, chars, 0.25) == 0.7
+    # 25 %: stopping at 20 characters is closer than taking the 30-character document (50)
+    assert preselect.threshold_for_fraction(scores, chars, 0.25) == 0.8
+    assert preselect.threshold_for_fraction(scores, chars, 0.4) == 0.7  # 50 is closer than 20
+    huge = np.array([10, 10, 2000, 50])  # a huge page at the boundary would keep 98 % for a 10 % share
+    assert preselect.threshold_for_fraction(scores, huge, 0.1) == 0.8
 
 
 def test_stratified_split_and_folds_hold_both_classes():
@@ -100,6 +104,12 @@ def test_preselect_spec_errors(tmp_path):
     empty.write_text('{"id": "a", "text": ""}\n')
     spec = TrainSpec(**base, models=measured, target={"name": "t", "paths": [str(empty)], "format": "jsonl"})
     with pytest.raises(ValueError, match="target: no documents with text"):
+        train(spec)
+    by_source = [{"kind": "ngram", "order": 1, "benchmark": 1, "train": {"source": "e"}},
+                 {"kind": "ngram", "order": 1, "benchmark": 2}]
+    spec = TrainSpec(**base, models=by_source, reference_sources=[{"name": "e", "paths": [str(empty)],
+                                                                   "format": "jsonl"}])
+    with pytest.raises(ValueError, match=r"models\[0\]\.train: the slice \{'source': 'e'\} has no documents"):
         train(spec)
 
 
@@ -170,7 +180,9 @@ output: {tmp_path / 'preselect.bin'}
     assert out.returncode == 0, out.stderr
     scorer = preselect.PreSelectScorer.load(str(tmp_path / "preselect.bin"))
     assert scorer.info["documents"]["positives"] == scorer.info["documents"]["negatives"] > 10
-    assert scorer.threshold(0.1) >= scorer.threshold(0.5)
+    assert scorer.info["thresholds"]["0.1"] >= scorer.info["thresholds"]["0.5"]  # recorded for information
+    trained = scorer.info["trained_ids"]  # a release leaves them out of its threshold sample
+    assert len(trained) == scorer.info["documents"]["train"] and trained == sorted(trained)
     scores = scorer.score(["Some English text about the river.", "Noch ein deutscher Satz."])
     assert ((0 <= scores) & (scores <= 1)).all()
     with pytest.raises(FileNotFoundError, match="made by `gristmill preselect train`"):
@@ -239,6 +251,6 @@ stages: {{score: {{preselect: {{model: {model}}}}}}}
     config.write_text(config.read_text().replace(
         f"{{preselect: {{model: {bad}}}}}",
         f"{{preselect: {{model: {sample_preselect_model}}}}}, "
-        "select: [{column: preselect_score, top_fraction: 0.42}]"))
-    with pytest.raises(ConfigError, match=r"select\[0\]\.top_fraction: .*no threshold recorded"):
+        "select: [{column: preselect_score, top_fraction: 0.42, min: 0.1}]"))
+    with pytest.raises(ConfigError, match=r"select\[0\]\.min: not with top_fraction"):
         load_config(str(config))

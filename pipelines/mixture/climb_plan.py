@@ -61,6 +61,19 @@ def _top_terms(texts: list[str], background: Counter, total: int, n: int = 8) ->
     return [w for w, _ in sorted(lift.items(), key=lambda x: (-x[1], x[0]))[:n]]
 
 
+def searched_clusters(keys: list[str], excluded: list[str | None], tokens: np.ndarray,
+                      shares: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(candidate mask, cluster keys the search weighs, their tokens for its prior). Only candidates
+    (documents `where` keeps, in clusters not pruned) can be selected: the search weighs the clusters
+    that have some, its proxies train on them, and its prior counts tokens as `shares` says (DataMan's
+    rule, as the plan does)."""
+    candidate = np.array([e is None for e in excluded], dtype=bool)
+    counted = candidate if shares == "after_where" else np.ones(len(keys), dtype=bool)
+    key_array = np.array(keys, dtype=object)
+    kept = sorted(set(key_array[candidate].tolist()) - {"pruned"})
+    return candidate, kept, np.array([tokens[(key_array == k) & counted].sum() for k in kept], dtype=float)
+
+
 def plan_clusters(output: str, inputs: tuple[tuple[ShardTask, str | None], ...], features: pa.Table,
                   cfg: MixtureConfig) -> tuple[pa.Table, dict[str, float], dict]:
     """(features with `cluster` and pruned documents excluded, weights per cluster key, mixture report)."""
@@ -75,8 +88,7 @@ def plan_clusters(output: str, inputs: tuple[tuple[ShardTask, str | None], ...],
                                    pa.array(excluded, pa.string()))
     features = features.append_column("cluster", pa.array(keys, pa.string()))
     tokens = features.column("tokens").to_numpy(zero_copy_only=False)
-    kept = sorted(set(keys) - {"pruned"})
-    pool_tokens = np.array([tokens[np.array(keys) == k].sum() for k in kept], dtype=float)
+    candidate, kept, pool_tokens = searched_clusters(keys, excluded, tokens, cfg.shares)
 
     # per cluster: documents in a seeded order (the proxies' training pools, the examples, the terms)
     ids, parts = features.column("id").to_pylist(), features.column("part").to_pylist()
@@ -100,12 +112,14 @@ def plan_clusters(output: str, inputs: tuple[tuple[ShardTask, str | None], ...],
             for i in rows:
                 if chars >= chars_needed:
                     break
+                if not candidate[i]:
+                    continue
                 more.setdefault(parts[i], set()).add(ids[i])
                 chars += int(tokens[i]) * 4  # a token is ~4 characters: read a little more than needed
         texts.update(_texts(inputs, more))
         for k in kept:
             pools[k] = [texts[(parts[i], ids[i])] for cl, rows in sorted(members.items()) if clusters.key(cl) == k
-                        for i in rows if (parts[i], ids[i]) in texts]
+                        for i in rows if candidate[i] and (parts[i], ids[i]) in texts]
 
     if cfg.weights is not None:
         weights, history, predicted = dict(cfg.weights), [], None

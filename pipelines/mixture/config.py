@@ -109,7 +109,8 @@ class MixtureConfig(StrictModel):
         "after_where", description="without `weights`, a stratum's share is its token share of the candidates "
                                    "(after_where: the documents passing `where`, as DataMan mixes the selected "
                                    "data) or of all documents entering the stage (before_where: the old default; "
-                                   "a stratum with few candidates is then upsampled)")
+                                   "a stratum with few candidates is then upsampled); CLIMB's search starts "
+                                   "from the same shares and trains its proxies on candidates only")
     max_repeats: int = Field(4, ge=1, description="at most this many copies of a document (epochs) when "
                                                   "upsampling")
     climb: ClimbConfig | None = Field(None, description="embed, cluster, search weights: strata become [cluster]")

@@ -4,8 +4,10 @@ A candidate's training sample takes `weights[c] x train_chars` characters from e
 (documents in a seeded order, cycled if the cluster is small), so the same weights give the same sample.
 """
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,20 +68,35 @@ class CommandProxy:
             for text in draw(self.pools, weights, self.cfg.train_chars):
                 fh.write(json.dumps({"text": text}) + "\n")
         env = {**os.environ, "GRISTMILL_PROXY_DIR": folder, "GRISTMILL_PYTHON": sys.executable}
-        try:
-            done = subprocess.run(self.cfg.command, env=env, capture_output=True, text=True,
-                                  timeout=self.cfg.timeout_seconds)
-        except subprocess.TimeoutExpired:
-            return None, f"timeout after {self.cfg.timeout_seconds:g}s"
-        except OSError as exc:
-            return None, f"could not start: {exc}"
-        if done.returncode != 0:
-            return None, f"exit {done.returncode}: {done.stderr.strip()[-200:]}"
+        returncode, stderr = run_command(self.cfg.command, env, self.cfg.timeout_seconds)
+        if returncode is None:
+            return None, stderr
+        if returncode != 0:
+            return None, f"exit {returncode}: {stderr.strip()[-200:]}"
         try:
             with open(os.path.join(folder, "result.json")) as fh:
                 return float(json.load(fh)["objective"]), "ok"
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return None, f"bad result.json: {type(exc).__name__}: {exc}"
+
+
+def run_command(command: list[str], env: dict, timeout: float) -> tuple[int | None, str]:
+    """(exit code, stderr), or (None, why) when it could not start or ran past `timeout`. The command
+    runs in a session of its own and the whole group is killed on timeout, so a trainer that starts
+    children (a shell script, a launcher) cannot outlive its limit or hold its pipes open."""
+    try:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    except OSError as exc:
+        return None, f"could not start: {exc}"
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):  # the group may have ended meanwhile
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None, f"timeout after {timeout:g}s"
+    return proc.returncode, stderr
 
 
 def command_workdir(folder: str, prefix: str) -> str:

@@ -132,15 +132,8 @@ def produces(cfg: ScoreConfig) -> list[str]:
     return (["preselect_score"] if cfg.preselect else []) + (list(DATAMAN_COLUMNS) + ["domain"] if cfg.dataman else [])
 
 
-def threshold(cfg: ScoreConfig, column: str, fraction: float) -> float:
-    """The preselect_score that keeps the top `fraction` of characters, as recorded with the model."""
-    if column != "preselect_score":
-        raise KeyError(f"thresholds are recorded for preselect_score only, not {column}")
-    return PreSelectScorer.load(cfg.preselect.model).threshold(fraction)
-
-
 STAGE = Stage(
-    name=NAME, config=ScoreConfig, check=check, run=run, produces=produces, threshold=threshold, report=report,
+    name=NAME, config=ScoreConfig, check=check, run=run, produces=produces, report=report,
     columns=(pa.field("preselect_score", pa.float64()), *(pa.field(c, pa.int8()) for c in DATAMAN_COLUMNS),
              pa.field("domain", pa.string()), pa.field("score_flag", pa.string())),
 )

@@ -2,21 +2,44 @@
 applies thresholds to its taggers' attributes). Rules are typed, never evaluated Python; a document
 outside a rule is a reject with reason `select.<column>` and its value as detail. Changing a rule
 reruns this stage and what follows, never the models.
+
+A `top_fraction` rule's threshold is measured on the pool it selects from, as PreSelect does: once
+every part is scored, one task (`select thresholds`) reads the rule's column and the text length of
+a seeded sample of the documents entering select (those with the smallest seeded hash of their id,
+so the sample does not depend on the workers or the parts; for preselect_score, without the
+documents the classifier was trained on) and takes the value at which the best-scored documents
+reach `top_fraction` of the characters, at the scores' rounding. It writes OUT/select/_thresholds.json
+(the manifest shows it); the documents phase keeps values >= the threshold.
 """
 
+import hashlib
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, RootModel
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field, PrivateAttr, RootModel
 
+from pipelines import io
 from pipelines.documents import reject
 from pipelines.errors import ConfigError
-from pipelines.stage import CheckContext, Stage, StageResult
+from pipelines.phase import fingerprint_data
+from pipelines.report_parts import table
+from pipelines.shard_task import ShardTask
+from pipelines.stage import CheckContext, Phase, PhaseContext, Stage, StageResult, Upstream
 from scorers._config import StrictModel
 from scorers.dataman.students import DATAMAN_COLUMNS
+from scorers.preselect import PreSelectScorer, threshold_for_fraction
 
 NAME = "select"
 ScoreColumn = Literal[("preselect_score", "language_score", "domain") + DATAMAN_COLUMNS]
+THRESHOLDS = "_thresholds.json"  # under OUT/select/
+log = logging.getLogger(__name__)
 
 
 class SelectRule(StrictModel):
@@ -27,16 +50,34 @@ class SelectRule(StrictModel):
     min: float | None = Field(None, description="lowest value kept")
     max: float | None = Field(None, description="highest value kept")
     top_fraction: float | None = Field(None, gt=0, le=1,
-                                       description="keep the best-scored share of characters: `min` becomes the "
-                                                   "threshold recorded with the model for this share (the "
-                                                   "manifest shows it)")
+                                       description="keep the best-scored share of characters of the documents "
+                                                   "entering select (a numeric column, not with min): the "
+                                                   "threshold is measured on a seeded sample of them at run "
+                                                   "time (OUT/select/_thresholds.json; the manifest shows it)")
     values: list[str] | None = Field(None, description="for `domain`: the values kept")
 
 
-class SelectConfig(RootModel[list[SelectRule]]):
+class SelectStageRule(SelectRule):
+    """Keep documents whose `column` lies in [min, max] (or, for `domain`, is one of `values`); with
+    `top_fraction`, at or above the threshold measured on a sample of the documents entering select."""
+
+    sample: int = Field(1_000_000, ge=1, description="top_fraction: the documents its threshold is measured on "
+                                                     "(those with the smallest seeded hash of their id)")
+    seed: int = Field(0, description="top_fraction: the seed of that hash")
+
+
+class SelectConfig(RootModel[list[SelectStageRule]]):
     """A list of rules; a document must pass every one, e.g. `[{column: preselect_score, top_fraction: 0.5}]`."""
 
     model_config = {"frozen": True}
+    _thresholds: str | None = PrivateAttr(None)  # the release's thresholds file (set by `prepare`)
+
+    def with_thresholds(self, path: str) -> "SelectConfig":
+        """A copy that reads its top_fraction thresholds from `path` (not in dumps or fingerprints:
+        the thresholds follow from the upstream data and the rules, which are)."""
+        copy = SelectConfig(self.root)  # a new instance: model_copy would share the private attributes
+        copy._thresholds = path
+        return copy
 
 
 def outside(rule: SelectRule, value) -> bool:
@@ -47,9 +88,10 @@ def outside(rule: SelectRule, value) -> bool:
 
 
 def run(docs: Iterable[dict], cfg: SelectConfig) -> StageResult:
+    rules = _with_thresholds(cfg)
     result = StageResult()
     for doc in docs:
-        failed = next((rule for rule in cfg.root if outside(rule, doc.get(rule.column))), None)
+        failed = next((rule for rule in rules if outside(rule, doc.get(rule.column))), None)
         if failed is None:
             result.docs.append(doc)
         else:
@@ -57,24 +99,165 @@ def run(docs: Iterable[dict], cfg: SelectConfig) -> StageResult:
     return result
 
 
+def _with_thresholds(cfg: SelectConfig) -> list[SelectRule]:
+    """The rules with each top_fraction threshold as `min` (read per batch: a small file, never stale)."""
+    if all(rule.top_fraction is None for rule in cfg.root):
+        return cfg.root
+    if cfg._thresholds is None:
+        raise ValueError("select: top_fraction rules need the thresholds measured by the release (prepare)")
+    measured = io.read_json(cfg._thresholds)["rules"]
+    return [rule if rule.top_fraction is None else rule.model_copy(update={"min": measured[str(i)]["threshold"]})
+            for i, rule in enumerate(cfg.root)]
+
+
 def check(cfg: SelectConfig, ctx: CheckContext) -> None:
     produced = ctx.produced()
     for i, rule in enumerate(cfg.root):
         if rule.column not in produced:
             raise ConfigError(f"[{i}].column: {rule.column} is not produced by the stages configured before select")
+        if rule.top_fraction is None:
+            continue
+        if rule.column == "domain":
+            raise ConfigError(f"[{i}].top_fraction: needs a numeric column, not domain")
+        for key in ("min", "values"):
+            if getattr(rule, key) is not None:
+                raise ConfigError(f"[{i}].{key}: not with top_fraction (its threshold is the lowest value kept)")
 
 
-def resolve(cfg: SelectConfig, ctx: CheckContext) -> SelectConfig:
-    """`top_fraction` rules get the threshold the scorer recorded for that share as their `min`."""
-    rules = []
-    for i, rule in enumerate(cfg.root):
-        if rule.top_fraction is not None:
-            try:
-                rule = rule.model_copy(update={"min": ctx.threshold(rule.column, rule.top_fraction)})
-            except KeyError as exc:
-                raise ConfigError(f"[{i}].top_fraction: {exc.args[0]}") from None
-        rules.append(rule)
-    return SelectConfig(rules)
+def prepare(cfg: SelectConfig, ctx: PhaseContext) -> tuple[SelectConfig, list[Phase]]:
+    """With a top_fraction rule: the thresholds task over every part's documents, before the documents
+    phase; every part's upstream fingerprint then includes it, so new thresholds rerun select."""
+    if all(rule.top_fraction is None for rule in cfg.root):
+        return cfg, []
+    score = ctx.release.stages.score
+    model = score.preselect.model if score is not None and score.preselect is not None else None
+    task = ThresholdTask(ctx.release.output, cfg, tuple((s, ctx.upstream[s.part]) for s in ctx.shards), model)
+    thresholds = task.fingerprint()
+    for part, upstream in ctx.upstream.items():
+        ctx.upstream[part] = Upstream(upstream.stage, io.sha256_json({"upstream": upstream.fingerprint,
+                                                                      "thresholds": thresholds}))
+    return cfg.with_thresholds(task.path), [Phase("select thresholds", (NAME,), [task])]
 
 
-STAGE = Stage(name=NAME, config=SelectConfig, check=check, resolve=resolve, run=run)
+@dataclass(frozen=True)
+class ThresholdTask:
+    """The one step over the whole pool: the threshold of every top_fraction rule."""
+
+    output: str
+    cfg: SelectConfig
+    inputs: tuple[tuple[ShardTask, Upstream], ...]  # every part, with where its documents are
+    model: str | None  # the PreSelect model: a preselect_score rule leaves out the documents it was trained on
+    part: str = "select-thresholds"
+    input_file: str = ""
+
+    @property
+    def path(self) -> str:
+        return io.join(self.output, NAME, THRESHOLDS)
+
+    @property
+    def marker(self) -> str:
+        return io.join(self.output, NAME, "_SUCCESS.thresholds")
+
+    def fingerprint(self) -> str:
+        return io.sha256_json({"select": fingerprint_data(self.cfg), "model": self.model,
+                               "upstream": [[shard.part, up.fingerprint] for shard, up in self.inputs]})
+
+    def run(self) -> dict:
+        rules = {i: rule for i, rule in enumerate(self.cfg.root) if rule.top_fraction is not None}
+        trained = _trained_ids(self.model) if any(r.column == "preselect_score" for r in rules.values()) else set()
+        samples = {i: _Sample(rule, trained if rule.column == "preselect_score" else set())
+                   for i, rule in rules.items()}
+        columns = sorted({rule.column for rule in rules.values()})
+        for shard, upstream in self.inputs:
+            for batch in _batches(shard.path(upstream.stage), ["id", "text", *columns]):
+                for sample in samples.values():
+                    sample.add(batch)
+        io.write_json_atomic(self.path, {"rules": {str(i): s.result(i) for i, s in samples.items()}})
+        return {}
+
+
+def _trained_ids(model: str | None) -> set[str]:
+    info = PreSelectScorer.load(model).info if model else {}
+    if "trained_ids" not in info:
+        log.warning("%s records no trained_ids (an older model): its training documents stay in the threshold "
+                    "sample", model)
+    return set(info.get("trained_ids", ()))
+
+
+def _batches(path: str, columns: list[str]):
+    """The columns of a part's documents, one row group at a time (texts are read, never all at once)."""
+    with fsspec.open(path, "rb") as fh:
+        yield from pq.ParquetFile(fh).iter_batches(columns=columns)
+
+
+def _seeded_hashes(ids: list[str], seed: int) -> np.ndarray:
+    return np.fromiter((int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "big")
+                        for i in ids), dtype=np.uint64, count=len(ids))
+
+
+class _Sample:
+    """One rule's sample, in bounded memory: the `sample` documents with a value (and not trained on)
+    with the smallest seeded hash of their id, as (hash, value, characters)."""
+
+    def __init__(self, rule: SelectStageRule, trained: set[str]):
+        self.rule, self.trained = rule, trained
+        self.chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.size = self.documents = self.excluded = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        values = pc.cast(batch.column(self.rule.column), pa.float64())
+        use = pc.is_valid(values).to_numpy(zero_copy_only=False)
+        ids = batch.column("id").to_pylist()
+        if self.trained:
+            trained = np.array([i in self.trained for i in ids], dtype=bool)
+            self.excluded += int((use & trained).sum())
+            use &= ~trained
+        chars = pc.fill_null(pc.utf8_length(batch.column("text")), 0).to_numpy(zero_copy_only=False)
+        self.chunks.append((_seeded_hashes([i for i, u in zip(ids, use) if u], self.rule.seed),
+                            values.fill_null(0).to_numpy(zero_copy_only=False)[use], chars[use].astype(np.int64)))
+        self.size += int(use.sum())
+        self.documents += int(use.sum())
+        if self.size > 2 * self.rule.sample:  # trimmed every `sample` documents: n log(sample) in all
+            self._trim()
+
+    def _trim(self) -> tuple[np.ndarray, np.ndarray]:
+        hashes, values, chars = (np.concatenate(a) for a in zip(*self.chunks)) if self.chunks else \
+            (np.empty(0, np.uint64), np.empty(0), np.empty(0, np.int64))
+        keep = np.lexsort((chars, values, hashes))[: self.rule.sample]  # equal hashes: reading order never matters
+        self.chunks = [(hashes[keep], values[keep], chars[keep])]
+        self.size = len(keep)
+        return values[keep], chars[keep]
+
+    def result(self, i: int) -> dict:
+        values, chars = self._trim()
+        if not len(values) and self.excluded:
+            raise ValueError(f"select[{i}]: every document with a {self.rule.column} is one the classifier was "
+                             f"trained on ({self.excluded}): no document to measure the threshold on")
+        threshold = threshold_for_fraction(values, chars, self.rule.top_fraction) if len(values) else None
+        return {"column": self.rule.column, "top_fraction": self.rule.top_fraction, "threshold": threshold,
+                "sample": self.rule.sample, "seed": self.rule.seed, "documents": self.documents,
+                "sampled": len(values), "excluded_trained": self.excluded}
+
+
+def thresholds_used(cfg: SelectConfig | None, output: str) -> dict | None:
+    """The measured thresholds of a release whose select has top_fraction rules (for the manifest)."""
+    if cfg is None or all(rule.top_fraction is None for rule in cfg.root):
+        return None
+    path = io.join(output, NAME, THRESHOLDS)
+    return io.read_json(path)["rules"] if io.exists(path) else None
+
+
+def report(con, output: str) -> list[str]:
+    """The thresholds the release's top_fraction rules used (from the manifest: they match its config)."""
+    manifest = io.join(output, "manifest.json")
+    rules = io.read_json(manifest).get("select_thresholds") if io.exists(manifest) else None
+    if not rules:
+        return []
+    rows = [(f"[{i}]", r["column"], r["top_fraction"], r["threshold"], r["sampled"], r["excluded_trained"])
+            for i, r in sorted(rules.items(), key=lambda item: int(item[0]))]
+    return ["<h2>Select thresholds</h2>",
+            table(["rule", "column", "top fraction", "threshold", "documents sampled", "left out: trained on"],
+                  rows, "select_thresholds")]
+
+
+STAGE = Stage(name=NAME, config=SelectConfig, check=check, run=run, prepare=prepare, report=report)
