@@ -179,9 +179,9 @@ def exists(path: str) -> bool:
     return fs.exists(p)
 
 
-def sha256_file(path: str) -> str:
+def sha256_file(path: str, storage_options: dict | None = None) -> str:
     h = hashlib.sha256()
-    with fsspec.open(path, "rb") as fh:
+    with fsspec.open(path, "rb", **(storage_options or {})) as fh:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()

@@ -2,8 +2,8 @@
 `stages:` runs; the others do not. Adding a stage is a module exporting a `Stage` and one entry here."""
 
 import tokenize_stage
-from pipelines import dedup, line_dedup, mixture, url_dedup
+from pipelines import decontaminate, dedup, line_dedup, mixture, url_dedup
 from pipelines.stages import extract, filter, score, select
 
-STAGES = (extract.STAGE, filter.STAGE, score.STAGE, select.STAGE, url_dedup.STAGE, line_dedup.STAGE, dedup.STAGE,
-          mixture.STAGE, tokenize_stage.STAGE)
+STAGES = (extract.STAGE, filter.STAGE, decontaminate.STAGE, score.STAGE, select.STAGE, url_dedup.STAGE,
+          line_dedup.STAGE, dedup.STAGE, mixture.STAGE, tokenize_stage.STAGE)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
@@ -77,6 +78,26 @@ class OfShard:
     @property
     def input_file(self) -> str:
         return self.shard.input_file
+
+
+@dataclass(frozen=True)
+class ApplyTask(OfShard):
+    """A global stage's last step for one shard: it reads the shard's `upstream` documents and writes the
+    stage's own. Done when OUT/<stage>/_SUCCESS.<part> holds `stage_fingerprint` (of every earlier step
+    of the stage, which read the whole release)."""
+
+    shard: ShardTask
+    cfg: Any
+    upstream: Upstream
+    stage_fingerprint: str
+    stage: ClassVar[str]
+
+    @property
+    def marker(self) -> str:
+        return io.join(self.shard.output, self.stage, f"_SUCCESS.{self.part}")
+
+    def fingerprint(self) -> str:
+        return self.stage_fingerprint
 
 
 class Documents:

@@ -88,12 +88,13 @@ def funnel(output: str) -> dict:
 
 
 def format_funnel(f: dict) -> str:
-    lines = [f"{'stage':<10}{'in':>10}{'kept':>10}{'rejected':>10}{'errors':>8}"]
+    width = max([10] + [len(stage) + 1 for stage in f["stages"]])  # decontaminate is 13 characters
+    lines = [f"{'stage':<{width}}{'in':>10}{'kept':>10}{'rejected':>10}{'errors':>8}"]
     for stage, s in f["stages"].items():
-        lines.append(f"{stage:<10}{s['docs_in']:>10}{s['docs_out']:>10}{s['rejected']:>10}{s['errors']:>8}")
+        lines.append(f"{stage:<{width}}{s['docs_in']:>10}{s['docs_out']:>10}{s['rejected']:>10}{s['errors']:>8}")
     if f["rejects"]:
         lines.append("\nrejects by reason:")
-        lines += [f"  {stage:<9}{reason:<44}{n:>8}" for stage, reason, n in f["rejects"]]
+        lines += [f"  {stage:<{width}}{reason:<44}{n:>8}" for stage, reason, n in f["rejects"]]
     if f["errors"]:
         lines.append("\nerrors by file:")
         lines += [f"  {stage:<9}{error:<18}{n:>6}  {path}" for stage, path, error, n in f["errors"]]

@@ -34,7 +34,8 @@ def good(tmp_path):
 def test_sample_config_validates(sample_preselect_model, monkeypatch):
     monkeypatch.chdir(ROOT)
     cfg = load_config(str(ROOT / "configs/releases/sample.yaml"))
-    assert cfg.stages.enabled() == ["extract", "filter", "score", "select", "dedup", "mixture", "tokenize"]
+    assert cfg.stages.enabled() == ["extract", "filter", "decontaminate", "score", "select", "dedup", "mixture",
+                                    "tokenize"]
     assert cfg.stages.filter.gopher_quality.min_doc_words == 50  # published default filled in
 
 

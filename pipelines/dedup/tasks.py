@@ -28,7 +28,7 @@ from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.index import index_params
 from pipelines.documents import STATS_SCHEMA, reject
 from pipelines.phase import ShardOutputs, fingerprint_data
-from pipelines.shard_task import Documents, OfShard, ShardTask
+from pipelines.shard_task import ApplyTask, Documents, OfShard, ShardTask
 from pipelines.stage import Upstream, bucket_name
 
 NAME = "dedup"
@@ -347,18 +347,8 @@ def run_cluster(task: DedupGlobalTask) -> dict:
 
 
 @dataclass(frozen=True)
-class DedupApplyTask(OfShard):
-    shard: ShardTask
-    cfg: DedupConfig
-    upstream: Upstream
-    maps_fingerprint: str
-
-    @property
-    def marker(self) -> str:
-        return _path(self.shard.output, f"_SUCCESS.{self.part}")
-
-    def fingerprint(self) -> str:
-        return self.maps_fingerprint
+class DedupApplyTask(ApplyTask):
+    stage = NAME
 
     def run(self) -> dict:
         out, part = self.shard.output, self.part

@@ -22,7 +22,7 @@ from pipelines import io
 from pipelines.documents import STATS_SCHEMA, reject
 from pipelines.line_dedup.config import LineDedupConfig
 from pipelines.phase import ShardOutputs
-from pipelines.shard_task import Documents, OfShard, ShardTask
+from pipelines.shard_task import ApplyTask, Documents, OfShard, ShardTask
 from pipelines.stage import Upstream, bucket_name
 
 NAME = "line_dedup"
@@ -192,18 +192,8 @@ def frequent_keys(output: str, buckets: int) -> set[int]:
 
 
 @dataclass(frozen=True)
-class LineDedupApplyTask(OfShard):
-    shard: ShardTask
-    cfg: LineDedupConfig
-    upstream: Upstream
-    stage_fingerprint: str
-
-    @property
-    def marker(self) -> str:
-        return path(self.shard.output, f"_SUCCESS.{self.part}")
-
-    def fingerprint(self) -> str:
-        return self.stage_fingerprint
+class LineDedupApplyTask(ApplyTask):
+    stage = NAME
 
     def run(self) -> dict:
         cfg = self.cfg

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from pipelines import io
 from pipelines.documents import STATS_SCHEMA, reject
 from pipelines.phase import ShardOutputs, fingerprint_data
-from pipelines.shard_task import Documents, OfShard, ShardTask
+from pipelines.shard_task import ApplyTask, Documents, OfShard, ShardTask
 from pipelines.stage import Upstream, bucket_name
 from pipelines.url_dedup.config import TRACKING_PARAMS, UrlDedupConfig
 
@@ -229,18 +229,8 @@ def removed_rows(output: str, buckets: int, part: str) -> dict[int, dict]:
 
 
 @dataclass(frozen=True)
-class UrlApplyTask(OfShard):
-    shard: ShardTask
-    cfg: UrlDedupConfig
-    upstream: Upstream
-    maps_fingerprint: str
-
-    @property
-    def marker(self) -> str:
-        return _path(self.shard.output, f"_SUCCESS.{self.part}")
-
-    def fingerprint(self) -> str:
-        return self.maps_fingerprint
+class UrlApplyTask(ApplyTask):
+    stage = NAME
 
     def run(self) -> dict:
         removed = removed_rows(self.shard.output, self.cfg.buckets, self.part)
