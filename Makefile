@@ -27,6 +27,8 @@ run: $(STAMP) models/preselect-sample.bin
 	$(VENV)/bin/gristmill run configs/releases/sample.yaml
 	# does the selection help? the proxy's bits per byte on the target, against 5 random selections
 	$(VENV)/bin/gristmill ablate out/sample --seeds 5
+	# one offline HTML page: funnel, rejects with examples, histograms, dedup, mixture, tokens (prints its path)
+	$(VENV)/bin/gristmill report out/sample
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -178,6 +178,17 @@ def cmd_diff(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from pipelines.show import ShowError, main
+
+    try:
+        return main(args.output, args.stage, args.reason, args.cluster, args.id, args.n, args.seed, args.json,
+                    None if args.full else args.chars)
+    except ShowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gristmill", description="Raw web crawl in, training-ready shards out.")
     parser.add_argument("--version", action="version", version=f"gristmill {__version__}")
@@ -251,6 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("b", help="output folder (or fsspec URI) of release B")
     df.add_argument("--json", action="store_true", help="print the differences as JSON")
     df.set_defaults(fn=cmd_diff)
+
+    sh = sub.add_parser("show", help="print a seeded sample of documents: kept by a stage, rejected for a reason, "
+                                     "of a cluster, or one by id, with the text the stage saw (escaped)")
+    sh.add_argument("output")
+    sh.add_argument("--stage", help="kept by this stage (default the last that wrote documents); with --reason or "
+                                    "--id: at this stage")
+    which = sh.add_mutually_exclusive_group()
+    which.add_argument("--reason", help="rejects with this reason or prefix, e.g. c4.curly_bracket, c4, filter, "
+                                        "duplicate; shown with the text the rejecting stage received")
+    which.add_argument("--cluster", help="the mixture's documents of this cluster (CLIMB)")
+    which.add_argument("--id", help="this document: kept by the last stage, or its reject or error row")
+    sh.add_argument("-n", type=int, default=5, help="documents to show (default 5)")
+    sh.add_argument("--seed", type=int, default=0, help="the sample's seed: order by md5(seed:id)")
+    sh.add_argument("--chars", type=int, default=600, help="characters shown at each end of a long text")
+    sh.add_argument("--full", action="store_true", help="the whole text")
+    sh.add_argument("--json", action="store_true", help="one JSON object per line (ASCII)")
+    sh.set_defaults(fn=cmd_show)
     return parser
 
 

@@ -25,9 +25,14 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def release_config(tmp: Path, out: str, model: Path, extra: str = "") -> str:
-    """tests/test_release.py's release plus a PreSelect score (histograms) and a CLIMB mixture (weights, clusters)."""
+    """tests/test_release.py's release, its two WARC files as two sources, plus a PreSelect score (histograms) and a
+    CLIMB mixture (weights, clusters)."""
     path = make_config(tmp, out=out, extra=extra)
     cfg = yaml.safe_load(Path(path).read_text())
+    # two sources (one WARC file each), so that the report's per-source funnel has something to add up
+    [source] = cfg["sources"]
+    cfg["sources"] = [dict(source, name=f"crawl-{i}", paths=[source["paths"][0].replace("*", f"SAMPLE-0000{i}")])
+                      for i in (0, 1)]
     stages = cfg["stages"]
     stages["score"] = {"preselect": {"model": str(model)}}
     stages["mixture"] = {"budget_tokens": 100000, "strata": ["cluster"], "climb": {"clusters": 4}}
@@ -58,12 +63,24 @@ class Page(HTMLParser):
         super().__init__()
         self.tables: dict[str, list[list[str]]] = {}
         self.images: list[tuple[str, str]] = []
+        self.image_sizes: list[tuple[str, str]] = []
         self.headings: list[str] = []
-        self._table = self._cell = self._heading = None
+        self.tags: list[str] = []
+        self.details: list[dict] = []  # <details>: its attributes, summary text and examples' (id, text)
+        self._table = self._cell = self._heading = self._summary = self._quote = None
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        self.tags.append(tag)
+        if tag == "details":
+            self.details.append({"attrs": attrs, "summary": "", "examples": []})
+        elif tag == "summary":
+            self._summary = ""
+        elif tag == "li" and attrs.get("class") == "example" and self.details:
+            self.details[-1]["examples"].append([attrs["data-id"], None])
+        elif tag == "blockquote":
+            self._quote = ""
         if tag == "table":
             self._table = self.tables.setdefault(attrs.get("id", ""), [])
         elif tag == "tr" and self._table is not None:
@@ -74,8 +91,15 @@ class Page(HTMLParser):
             self._heading = ""
         elif tag == "img":
             self.images.append((attrs.get("alt", ""), attrs.get("src", "")))
+            self.image_sizes.append((attrs.get("width"), attrs.get("height")))
 
     def handle_endtag(self, tag):
+        if tag == "summary" and self._summary is not None:
+            self.details[-1]["summary"] = self._summary
+            self._summary = None
+        elif tag == "blockquote" and self._quote is not None:
+            self.details[-1]["examples"][-1][1] = self._quote
+            self._quote = None
         if tag == "table":
             self._table = None
         elif tag in ("td", "th") and self._table is not None:
@@ -86,6 +110,10 @@ class Page(HTMLParser):
             self._heading = None
 
     def handle_data(self, data):
+        if self._summary is not None:
+            self._summary += data
+        if self._quote is not None:
+            self._quote += data
         if self._cell is not None:
             self._cell += data
         if self._heading is not None:
@@ -97,22 +125,172 @@ def funnel_rows(f: dict) -> list[list[str]]:
             for s, v in f["stages"].items()]
 
 
+PNG = b"\x89PNG\r\n\x1a\n"
+HEADINGS = ["Funnel", "Rejects by reason", "Document length", "Score histograms", "Dedup clusters", "Mixture weights",
+            "Clusters", "Tokens"]
+
+
+def expected_images(out: str) -> list[str]:
+    """The charts' alt texts, in page order, for the fixture's releases (two sources, dedup clusters when any)."""
+    con = stats.connect(out)
+    sources = [s for (s,) in con.execute("SELECT DISTINCT source FROM docs_extract ORDER BY 1").fetchall()]
+    dedup = con.execute("SELECT count(*) FROM stats WHERE stage = 'dedup_clusters'").fetchone()[0]
+    return (["documents kept per stage", "documents kept per stage and source"]
+            + [f"characters per document: {s}" for s in sources] + ["preselect_score"]
+            + (["dedup cluster sizes"] if dedup else [])
+            + ["weight vs token share", "cluster centroids", "tokens per source", "tokens per document",
+               "pieces per document"])
+
+
+def per_source(out: str) -> dict[tuple[str, str], dict[str, int]]:
+    got = stats.connect(out).execute(
+        "SELECT source, stage, metric, sum(value)::BIGINT FROM stats WHERE metric IN "
+        "('docs_in','docs_out','rejected','errors','upsampled') GROUP BY ALL").fetchall()
+    by: dict[tuple[str, str], dict[str, int]] = {}
+    for source, stage, metric, value in got:
+        by.setdefault((source, stage), {})[metric] = value
+    return by
+
+
 def test_report_content_matches_the_funnel(releases):
     a, _ = releases
     page = Page(render(a))
     f = stats.funnel(a)
+    con = stats.connect(a)
     assert f["adds_up"]
     assert page.tables["funnel"] == [["stage", "in", "kept", "rejected", "errors"], *funnel_rows(f)]
-    assert page.tables["rejects"] == [["stage", "reason", "documents"],
-                                      *[[s, r, str(n)] for s, r, n in f["rejects"]]]
+    # the share of what the stage received: its input and, at the mixture, the upsampled copies it added
+    shares = [str(round(100 * n / (f["stages"][s]["docs_in"] + f["stages"][s].get("upsampled", 0)), 1))
+              for s, _, n in f["rejects"]]
+    assert page.tables["rejects"] == [["stage", "reason", "documents", "% of stage input"],
+                                      *[[s, r, str(n), pct] for (s, r, n), pct in zip(f["rejects"], shares)]]
     assert "fineweb.char_dup_ratio" in {row[1] for row in page.tables["rejects"]}
     assert len(page.tables["clusters"]) == 1 + 4  # header + the 4 k-means clusters
-    assert page.headings[1:] == ["Funnel", "Rejects by reason", "Score histograms", "Mixture weights", "Clusters",
-                                 "Tokens"]
-    assert [alt for alt, _ in page.images] == ["preselect_score", "weight per cluster", "tokens per source"]
-    for _, src in page.images:
+    assert page.headings[1:] == HEADINGS
+    assert [alt for alt, _ in page.images] == expected_images(a)
+    for (_, src), (width, height) in zip(page.images, page.image_sizes):
         prefix = "data:image/png;base64,"
-        assert src.startswith(prefix) and base64.b64decode(src[len(prefix):]).startswith(b"\x89PNG\r\n\x1a\n")
+        assert src.startswith(prefix)
+        data = base64.b64decode(src[len(prefix):], validate=True)
+        assert data.startswith(PNG) and data[12:16] == b"IHDR"  # its size is what the <img> says
+        assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (int(width), int(height))
+
+    # the per-source funnel: every number is the stats view's, and it adds up per source
+    by = per_source(a)
+    sources = sorted({s for s, _ in by})
+    assert sources == ["crawl-0", "crawl-1"]
+    assert page.tables["funnel_by_source"][1:] == [
+        [src, st, *(str(by[(src, st)].get(m, 0)) for m in ("docs_in", "docs_out", "rejected", "errors", "upsampled"))]
+        for src in sources for st in f["stages"] if (src, st) in by]
+    last = list(f["stages"])[-1]
+    balance = page.tables["source_balance"]
+    assert balance[0] == ["source", "records read", "upsampled", "kept", "rejected", "errors", "adds up"]
+    for row, src in zip(balance[1:], sources, strict=True):
+        total = {m: sum(v.get(m, 0) for (s, _), v in by.items() if s == src)
+                 for m in ("rejected", "errors", "upsampled")}
+        read, kept = by[(src, "read")]["docs_in"], by[(src, last)]["docs_out"]
+        assert row == [src, str(read), str(total["upsampled"]), str(kept), str(total["rejected"]), str(total["errors"]),
+                       "yes"]
+        assert read + total["upsampled"] == kept + total["rejected"] + total["errors"]
+        assert read > kept > 0
+    # the sources together are the funnel
+    assert sum(int(r[1]) for r in balance[1:]) == f["records_read"] and sum(int(r[3]) for r in balance[1:]) == f["kept"]
+
+    # lengths: the documents of each stage and source are the stats' docs_out
+    lengths = page.tables["lengths"]
+    assert lengths[0] == ["stage", "source", "documents", "characters", "median characters"] and len(lengths) > 2
+    for stage, source, n, chars, _ in lengths[1:]:
+        assert int(n) == by[(source, stage)]["docs_out"]
+        assert int(chars) == con.execute(f"SELECT sum(length(text)) FROM docs_{stage} WHERE source = ?",
+                                         [source]).fetchone()[0]
+
+    # tokens: samples, padding, utilization from the samples view; documents = tokenize's kept (copies included)
+    summary = dict((k, v) for k, v in page.tables["tokens_summary"][1:])
+    samples, tokens, padding = con.execute("SELECT count(*), sum(tokens), sum(padding) FROM samples").fetchone()
+    assert (summary["samples"], summary["tokens"], summary["padding"]) == (str(samples), str(tokens), str(padding))
+    assert float(summary["utilization"]) == round(tokens / (tokens + padding), 4) and 0 < tokens
+    assert int(summary["documents"]) == f["stages"]["tokenize"]["docs_out"]
+    assert sum(int(n) for _, n in page.tables["pieces_per_document"][1:]) == int(summary["documents"])
+    assert int(summary["tokens"]) == con.execute("SELECT sum(tokens) FROM tokens").fetchone()[0]
+
+    # mixture: the token shares are the tokens view's per stratum, and they add up to 1
+    weights = page.tables["mixture_weights"][1:]
+    assert [r[0] for r in weights] == ["c000", "c001", "c002", "c003"]
+    assert abs(sum(float(r[4]) for r in weights) - 1) < 1e-3 and sum(int(r[3]) for r in weights) == tokens
+    # dedup: the size distribution is the stats'
+    sizes = dict(con.execute("SELECT metric, sum(value)::BIGINT FROM stats WHERE stage = 'dedup_clusters' "
+                             "AND metric LIKE 'cluster_size.%' GROUP BY 1").fetchall())
+    assert {f"cluster_size.{k}": int(v) for k, v in page.tables.get("dedup_sizes", [["", ""]])[1:]} == sizes
+
+
+def test_report_examples_are_rejected_for_their_reason(releases):
+    """Each reason's examples are rejects of that stage and reason: the first 3 by md5(id), with their text."""
+    a, _ = releases
+    page = Page(render(a))
+    con = stats.connect(a)
+    reasons = [d for d in page.details if d["attrs"].get("class") == "reason"]
+    assert [(d["attrs"]["data-stage"], d["attrs"]["data-reason"]) for d in reasons] == \
+        [(s, r) for s, r, _ in stats.funnel(a)["rejects"]]
+    for d in reasons:
+        stage, reason = d["attrs"]["data-stage"], d["attrs"]["data-reason"]
+        expected = con.execute("SELECT id, text FROM rejects WHERE stage = ? AND reason = ? ORDER BY md5(id), id "
+                               "LIMIT 3", [stage, reason]).fetchall()
+        assert [i for i, _ in d["examples"]] == [i for i, _ in expected], (stage, reason)
+        for (_, shown), (_, text) in zip(d["examples"], expected):
+            if text is None:
+                continue
+            head = shown.split(" … [", 1)[0]
+            assert text.startswith(head) and len(head) == min(len(text), 300)
+    # dedup's largest clusters: the removed example is a duplicate of the kept one
+    clusters = [d for d in page.details if d["attrs"].get("class") == "dedup-cluster"]
+    for d in clusters:
+        keeper, removed = [i for i, _ in d["examples"]]
+        assert d["attrs"]["data-id"] == keeper
+        assert con.execute("SELECT count(*) FROM rejects WHERE stage = 'dedup' AND id = ? AND duplicate_of = ?",
+                           [removed, keeper]).fetchone()[0] == 1
+    # the mixture's examples are documents of their cluster
+    for d in (d for d in page.details if d["attrs"].get("class") == "cluster"):
+        ids = [i for i, _ in d["examples"]]
+        assert 0 < len(ids) <= 2
+        assert con.execute("SELECT count(*) FROM clusters WHERE cluster = ? AND list_has_all(examples, ?)",
+                           [int(d["attrs"]["data-cluster"]), ids]).fetchone()[0] == 1
+
+
+EVIL = "<script>alert('x')</script><img src=x onerror=alert(1)>\"'&"
+
+
+def test_report_escapes_what_comes_from_documents(releases, tmp_path):
+    """A reject whose text, url, detail and reason hold markup: it shows as text, nothing of it runs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.documents import REJECT_SCHEMA
+
+    a, _ = releases
+    copy = tmp_path / "evil"
+    shutil.copytree(a, copy)
+    row = {"id": "evil-1", "source": "crawl-0", "url": f"https://x.test/{EVIL}", "input_file": "f", "input_offset": 0,
+           "stage": "filter", "reason": f"evil.{EVIL}", "detail": EVIL, "duplicate_of": None,
+           "text": EVIL + " and more" * 100}
+    pq.write_table(pa.Table.from_pylist([row], schema=REJECT_SCHEMA), copy / "filter" / "_rejects" / "part-99.parquet")
+    text = render(str(copy))
+    assert "<script" not in text.lower() and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&lt;img" in text
+    page = Page(text)
+    assert set(page.tags) <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "table", "thead",
+                              "tbody", "tr", "th", "td", "figure", "img", "details", "summary", "ul", "li", "code",
+                              "span", "b", "i", "blockquote"}
+    assert len(page.images) == len(expected_images(a))  # no <img> came from the document
+    [evil] = [d for d in page.details if d["attrs"].get("data-reason") == f"evil.{EVIL}"]
+    assert evil["attrs"]["data-stage"] == "filter" and f"evil.{EVIL}" in evil["summary"]
+    [(doc_id, shown)] = evil["examples"]
+    assert doc_id == "evil-1" and shown.startswith(EVIL + " and more") and shown.endswith("more characters]")
+    assert len(shown.split(" … [", 1)[0]) == 300
+    assert ["filter", f"evil.{EVIL}", "1"] in [r[:3] for r in page.tables["rejects"]]
+
+
+def test_report_is_the_same_on_every_run(releases):
+    a, _ = releases
+    assert render(a) == render(a)
 
 
 # Appended to a copy of the page: once it has loaded, every image is drawn on a canvas and its pixels read
@@ -194,10 +372,17 @@ def test_report_opens_in_chromium(releases, tmp_path):
     f = stats.funnel(a)
     assert seen["url"].startswith("file://") and seen["title"] == f"gristmill report: {a}"
     assert seen["headings"][0] == f"Release report: {a}"
-    assert {"funnel", "rejects", "clusters"} <= set(seen["tables"])
+    assert {"funnel", "rejects", "clusters", "funnel_by_source", "source_balance", "lengths", "tokens_summary",
+            "mixture_weights"} <= set(seen["tables"])
+    assert seen["headings"][1:] == HEADINGS
     assert seen["tables"]["funnel"] == [["stage", "in", "kept", "rejected", "errors"], *funnel_rows(f)]
-    assert seen["tables"]["rejects"][1:] == [[s, r, str(n)] for s, r, n in f["rejects"]]
-    assert [i["alt"] for i in seen["images"]] == ["preselect_score", "weight per cluster", "tokens per source"]
+    assert [row[:3] for row in seen["tables"]["rejects"][1:]] == [[s, r, str(n)] for s, r, n in f["rejects"]]
+    balance = seen["tables"]["source_balance"][1:]
+    assert len(balance) == 2 and all(row[-1] == "yes" for row in balance)
+    # the rendered tables are what was written (but score_hist, in a closed <details>: not rendered, no innerText)
+    written = {k: v for k, v in Page(target.read_text()).tables.items() if k != "score_hist"}
+    assert {k: v for k, v in seen["tables"].items() if k != "score_hist"} == written
+    assert [i["alt"] for i in seen["images"]] == expected_images(a)
     assert all(image_ok(i) for i in seen["images"]), seen["images"]
     # offline: nothing was fetched (data: URIs only)
     assert all(name.startswith("data:") for name in seen["resources"]), seen["resources"]

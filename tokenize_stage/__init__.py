@@ -8,7 +8,7 @@ import numpy as np
 
 from pipelines import io
 from pipelines.errors import ConfigError
-from pipelines.report_parts import bars
+from pipelines.report_parts import bars, grouped_bars, log2_label, table, top_series
 from pipelines.stage import CheckContext, Phase, PhaseContext, Stage
 from tokenize_stage import formats
 from tokenize_stage.config import FORMATS, TokenizeConfig
@@ -70,12 +70,46 @@ def check(cfg: TokenizeConfig, ctx: CheckContext) -> None:
 
 
 def report(con, output: str) -> list[str]:
+    """Samples, tokens, padding and utilization (from the `samples` view), tokens per source, and per document
+    (the `tokens` view, one row per packed piece): its length in tokens per source and the pieces it was cut in."""
     if not io.glob(output, f"{NAME}/_samples/*.parquet"):
         return []
-    tokens, samples, padding = con.execute("SELECT sum(tokens), count(*), sum(padding) FROM samples").fetchone()
+    samples, tokens, padding, per_sample = con.execute(
+        "SELECT count(*), sum(tokens), sum(padding), avg(pieces) FROM samples").fetchone()
+    tokens, padding = int(tokens or 0), int(padding or 0)
+    utilization = round(tokens / (tokens + padding), 4) if tokens + padding else 0.0
+    parts = ["<h2>Tokens</h2>", f"<p>{tokens} tokens in {samples} samples, {padding} padding</p>"]
+    rows = [("samples", samples), ("tokens", tokens), ("padding", padding), ("utilization", utilization),
+            ("pieces per sample (mean)", round(float(per_sample or 0), 3))]
+    if not io.glob(output, f"{NAME}/_provenance/*.parquet"):
+        return parts + [table(["", "value"], rows, "tokens_summary")]
+    pieces, documents, split = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE doc_token_start = 0), "
+        "count(*) FILTER (WHERE doc_token_start = 0 AND tokens < doc_tokens) FROM tokens").fetchone()
+    rows += [("documents", documents), ("pieces", pieces), ("documents cut in pieces", split),
+             ("pieces per document (mean)", round(pieces / documents, 3) if documents else 0.0)]
+    parts.append(table(["", "value"], rows, "tokens_summary"))
     per_source = con.execute("SELECT source, sum(tokens) FROM tokens GROUP BY 1 ORDER BY 1").fetchall()
-    return ["<h2>Tokens</h2>", f"<p>{tokens} tokens in {samples} samples, {padding} padding</p>",
-            bars([s for s, _ in per_source], [t for _, t in per_source], "tokens per source")]
+    parts.append(bars([s for s, _ in per_source], [t for _, t in per_source], "tokens per source"))
+    # a document (an upsampled copy too) is its first piece (doc_token_start = 0): its length in tokens, in
+    # floor(log2) bins, per source
+    lengths = con.execute(
+        "SELECT coalesce(source, '(none)'), floor(log2(greatest(doc_tokens, 1)))::INT AS b, count(*) FROM tokens "
+        "WHERE doc_token_start = 0 GROUP BY ALL ORDER BY 2, 1").fetchall()
+    if lengths:
+        bins = list(range(min(b for _, b, _ in lengths), max(b for _, b, _ in lengths) + 1))
+        labels, series = top_series(lengths, bins)
+        parts.append(grouped_bars([log2_label(b) for b in labels], series, "tokens per document",
+                                  xlabel="tokens (at least)", ylabel="documents"))
+    cut = con.execute(
+        "SELECT pieces, sum(copies)::BIGINT FROM (SELECT doc_id, "
+        "count(*) FILTER (WHERE doc_token_start = 0) AS copies, count(*) // greatest(copies, 1) AS pieces "
+        "FROM tokens GROUP BY doc_id) GROUP BY 1 ORDER BY 1").fetchall()
+    if cut:
+        parts += [grouped_bars([p for p, _ in cut], {"documents": [n for _, n in cut]}, "pieces per document",
+                               xlabel="pieces", ylabel="documents"),
+                  table(["pieces", "documents"], cut, "pieces_per_document")]
+    return parts
 
 
 STAGE = Stage(name=NAME, config=TokenizeConfig, check=check, phases=phases, report=report,

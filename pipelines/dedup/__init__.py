@@ -7,6 +7,7 @@ from pipelines.dedup.index import check_index
 from pipelines.dedup.tasks import NAME, DedupApplyTask, DedupGlobalTask, DedupMapTask
 from pipelines.earlier import expand_against
 from pipelines.errors import ConfigError
+from pipelines.report_parts import docs, esc, example, grouped_bars, input_view, table, views
 from pipelines.stage import CheckContext, Phase, PhaseContext, Stage, Upstream
 
 
@@ -38,4 +39,56 @@ def check(cfg: DedupConfig, ctx: CheckContext) -> None:
             raise ConfigError(f"against[{i}]: {exc}") from None
 
 
-STAGE = Stage(name=NAME, config=DedupConfig, check=check, resolve=resolve, phases=phases)
+LARGEST = 10  # clusters shown with an example
+
+
+def report(con, output: str) -> list[str]:
+    """The cluster size distribution (the `dedup_clusters` statistics) and the LARGEST clusters, each with the
+    document kept and one removed duplicate (from OUT/dedup/_clusters/clusters.parquet: one row per duplicate)."""
+    got = con.execute("SELECT metric, sum(value) FROM stats WHERE stage = 'dedup_clusters' GROUP BY 1").fetchall()
+    if not got:
+        return []
+    metrics = {m: int(v) for m, v in got}
+    sizes = sorted((int(m.split(".", 1)[1]), n) for m, n in metrics.items() if m.startswith("cluster_size."))
+    m = {k: metrics.get(k, 0)
+         for k in ("clusters", "duplicates", "largest_cluster", "candidate_pairs", "pairs_checked")}
+    parts = ["<h2>Dedup clusters</h2>",
+             f"<p>{m['clusters']} clusters of duplicates, {m['duplicates']} documents removed, the largest of "
+             f"{m['largest_cluster']} documents; {m['candidate_pairs']} candidate pairs, {m['pairs_checked']} "
+             "checked.</p>"]
+    if sizes:
+        parts += [grouped_bars([s for s, _ in sizes], {"clusters": [n for _, n in sizes]}, "dedup cluster sizes",
+                               xlabel="documents in the cluster", ylabel="clusters"),
+                  table(["cluster size", "clusters"], sizes, "dedup_sizes")]
+    files = io.glob(output, f"{NAME}/_clusters/*.parquet")
+    if not files:
+        return parts
+    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    largest = con.execute(
+        f"SELECT duplicate_of, max(cluster_size) AS size, count(*), string_agg(DISTINCT reason, ', ' ORDER BY reason), "
+        f"min(id) FROM read_parquet([{listing}]) GROUP BY 1 ORDER BY size DESC, md5(duplicate_of), duplicate_of "
+        f"LIMIT {LARGEST}").fetchall()
+    if not largest:
+        return parts
+    keepers = [k for k, *_ in largest]
+    kept = docs(con, "docs_dedup" if "docs_dedup" in views(con) else None, keepers)
+    missing = [k for k in keepers if k not in kept]
+    kept |= docs(con, input_view(con, NAME), missing)  # kept here but gone later, or a keeper of an earlier release
+    dups = [d for *_, d in largest]
+    removed = {i: (u, t) for i, u, t in con.execute(
+        f"SELECT id, any_value(url), any_value(text) FROM rejects WHERE stage = ? "
+        f"AND id IN ({', '.join('?' for _ in dups)}) GROUP BY 1", [NAME, *dups]).fetchall()} \
+        if "rejects" in views(con) else {}
+    parts += [f"<h3>The {len(largest)} largest clusters</h3>",
+              table(["kept document", "cluster size", "removed here", "match"],
+                    [(k, size, n, reason) for k, size, n, reason, _ in largest], "dedup_largest")]
+    for keeper, size, _, reason, dup in largest:
+        url, text = removed.get(dup, (None, None))
+        parts.append(f"<details class='dedup-cluster' data-id='{esc(keeper)}'><summary>{esc(keeper)}: {size} "
+                     f"documents ({esc(reason)})</summary><ul>"
+                     + example(keeper, *kept.get(keeper, (None, None)), "kept") + example(dup, url, text, "removed")
+                     + "</ul></details>")
+    return parts
+
+
+STAGE = Stage(name=NAME, config=DedupConfig, check=check, resolve=resolve, phases=phases, report=report)

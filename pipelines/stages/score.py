@@ -9,7 +9,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from pipelines.errors import ConfigError
-from pipelines.report_parts import bars
+from pipelines.report_parts import columns, grouped_bars, table, top_series, views
 from pipelines.stage import CheckContext, Stage, StageResult
 from scorers import langid
 from scorers._config import StrictModel
@@ -99,18 +99,60 @@ def _histograms(docs: list[dict]) -> dict[str, float]:
 
 
 def report(con, output: str) -> list[str]:
-    """The histograms of the stats table (`hist.<column>.<bucket>`), one chart per column."""
-    families: dict[str, list[tuple[str, float]]] = {}
-    for metric, value in con.execute("SELECT metric, sum(value) FROM stats WHERE stage = ? AND metric LIKE 'hist.%' "
-                                     "GROUP BY 1 ORDER BY 1", [NAME]).fetchall():
+    """The histograms of the stats table (`hist.<column>.<bucket>`), one chart per column with a series per
+    source (the MAX_SERIES largest, the rest as "other"), their counts in a table; with DataMan's `domain`, the
+    scores per domain too (a GROUP BY over the scored documents)."""
+    families: dict[str, list[tuple[str, str, float]]] = {}
+    for source, metric, value in con.execute(
+            "SELECT coalesce(source, '(none)'), metric, sum(value) FROM stats WHERE stage = ? AND metric LIKE 'hist.%' "
+            "GROUP BY ALL ORDER BY 2, 1", [NAME]).fetchall():
         name = metric[len("hist."):]
         family, bucket = ("preselect_score", name[len("preselect_score."):]) if name.startswith("preselect_score.") \
             else name.rsplit(".", 1)  # a preselect_score bucket has a dot of its own (0.3)
-        families.setdefault(family, []).append((bucket, value))
+        families.setdefault(family, []).append((source, bucket, value))
     if not families:
         return []
-    return ["<h2>Score histograms</h2>"] + [bars([b for b, _ in rows], [v for _, v in rows], family)
-                                            for family, rows in sorted(families.items())]
+    parts = ["<h2>Score histograms</h2>"]
+    rows = []
+    for family, got in sorted(families.items()):
+        buckets = {b for _, b, _ in got}
+        if family == "preselect_score":  # every tenth, the empty ones too
+            buckets |= {f"{i / 10:.1f}" for i in range(10)}
+        buckets = sorted(buckets, key=_bucket_key)
+        labels, series = top_series(got, buckets)
+        parts.append(grouped_bars(labels, series, family, xlabel=family, ylabel="documents"))
+        rows += [(family, b, src, int(v)) for src, b, v in sorted(got, key=lambda r: (_bucket_key(r[1]), r[0]))]
+    parts.append("<details><summary>the counts</summary>"
+                 + table(["score", "bucket", "source", "documents"], rows, "score_hist") + "</details>")
+    parts += _per_domain(con)
+    return parts
+
+
+def _bucket_key(bucket: str):
+    try:
+        return (0, float(bucket), bucket)
+    except ValueError:
+        return (1, 0.0, bucket)
+
+
+def _per_domain(con) -> list[str]:
+    """preselect_score and dataman_overall histograms per DataMan domain, when the documents have one."""
+    if "docs_score" not in views(con):
+        return []
+    have = columns(con, "docs_score")
+    if "domain" not in have or not con.execute("SELECT count(domain) FROM docs_score").fetchone()[0]:
+        return []
+    parts = []
+    for column, bucket in (("preselect_score", "least(floor(preselect_score * 10), 9) / 10"),
+                           ("dataman_overall", "dataman_overall")):
+        if column not in have:
+            continue
+        got = con.execute(f"SELECT coalesce(domain, '(none)'), {bucket} AS b, count(*) FROM docs_score "
+                          f"WHERE {column} IS NOT NULL GROUP BY ALL ORDER BY 2, 1").fetchall()
+        if got:
+            labels, series = top_series([(d, f"{b:g}", n) for d, b, n in got])
+            parts.append(grouped_bars(labels, series, f"{column} per domain", xlabel=column, ylabel="documents"))
+    return (["<h3>Scores per domain</h3>"] + parts) if parts else []
 
 
 def check(cfg: ScoreConfig, ctx: CheckContext) -> None:
