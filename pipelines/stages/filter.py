@@ -2,14 +2,20 @@
 quality, C4, FineWeb, then PII redaction. Each rule is a `scorers.rule.Rule`; adding one is a module
 with its config and check, and an entry here.
 
+`recipe` presets the rules' settings: `fineweb` (the default: FineWeb's decisions as datatrove, which
+made it, takes them; bench/filter_agreement.py measures the agreement), `gopher` (Gopher's two blocks
+as the paper words them) or `c4` (C4's block as C4 sets it). A setting given in the config wins over
+the recipe's. The rules split words with the document's language when the language rule has set it.
+
 Every removed document is a reject whose reason names the rule (`<rule>.<reason>`, e.g.
 `gopher_quality.min_stop_words`); documents with empty text are rejected as `empty_text` before the
 first rule that reads text. C4 and PII rewrite the text of the documents they keep.
 """
 
 from collections.abc import Iterable
+from typing import Any, Literal
 
-from pydantic import Field, create_model
+from pydantic import Field, create_model, model_validator
 
 from pipelines.documents import exception_error, reject
 from pipelines.errors import ConfigError
@@ -27,9 +33,46 @@ _RULE_COLUMNS = {c.name: None for r in RULES for c in r.columns}  # None where a
 _STARTS = [0] + [k for k, r in enumerate(RULES) if r.prepare is not None and k > 0]
 _RUNS = list(zip(_STARTS, _STARTS[1:] + [len(RULES)]))
 
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "fineweb": {},  # the rules' own defaults
+    "gopher": {
+        "gopher_repetition": {"words": "whitespace"},
+        "gopher_quality": {"words": "whitespace", "bullets": gopher.PAPER_BULLETS, "stop_words_ignore_case": True},
+        "c4": {"enabled": False},
+        "fineweb": {"enabled": False},
+    },
+    "c4": {
+        "gopher_repetition": {"enabled": False},
+        "gopher_quality": {"enabled": False},
+        "c4": {"filter_no_terminal_punct": True},
+        "fineweb": {"enabled": False},
+    },
+}
+
+
+class _Recipe(StrictModel):
+    recipe: Literal["fineweb", "gopher", "c4"] = Field(
+        "fineweb", description="presets of the rules' settings (a setting given here wins): `fineweb`: FineWeb's "
+        "decisions as datatrove takes them (spaCy words, C4 without the terminal-punctuation line rule); `gopher`: "
+        "only the two Gopher blocks, whitespace words, the paper's bullets, stop words in any case; `c4`: only the "
+        "C4 block, with C4's terminal-punctuation line rule")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("recipe", "fineweb") not in RECIPES:
+            return data  # the field's own validation reports a bad recipe
+        data = dict(data)
+        for rule, preset in RECIPES[data.get("recipe", "fineweb")].items():
+            given = data.get(rule, {})
+            data[rule] = {**preset, **given} if isinstance(given, dict) else given
+        return data
+
+
 FilterConfig = create_model(
-    "FilterConfig", __base__=StrictModel,
-    __doc__="Rules run in this order (FineWeb's), each with its published defaults; `enabled: false` skips one.",
+    "FilterConfig", __base__=_Recipe,
+    __doc__="Rules run in this order (FineWeb's), each with its published defaults as the recipe reads them; "
+            "`enabled: false` skips one.",
     **{r.name: (r.config, Field(r.config(), description=" ".join(r.config.__doc__.split()))) for r in RULES},
 )
 
