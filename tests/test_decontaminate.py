@@ -189,3 +189,14 @@ def test_an_empty_benchmark_list_is_a_config_error(corpus):
     tmp, _ = corpus
     with pytest.raises(ConfigError, match=r"stages\.decontaminate\.benchmarks"):
         _release(tmp, "none", "{benchmarks: []}")
+
+
+def test_a_short_item_counts_whole_even_alone_in_its_batch():
+    """With min_matches 3, a whole short item still contaminates when no n-gram of a long item is found
+    in the same batch."""
+    from pipelines.decontaminate.tasks import _hits
+
+    index = Index.build([["what is seven times six 42"]], 13)
+    found = index.matches([normalise("So: what is SEVEN times six? 42."), "nothing here"])
+    assert found.length.tolist() == [6]
+    assert _hits(found, 0, 3, 13) == {0: (1, 0)} and _hits(found, 1, 3, 13) == {}

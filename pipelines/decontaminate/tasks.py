@@ -122,7 +122,7 @@ class DecontaminateApplyTask(ApplyTask):
         for batch in _chunks(docs, CHUNK_CHARS):
             found = index.matches([normalise(d.get("text") or "") for d in batch])
             for i, doc in enumerate(batch):
-                hits = _hits(found, i, self.cfg.min_matches)
+                hits = _hits(found, i, self.cfg.min_matches, self.cfg.ngram)
                 if not hits:
                     outputs.write(docs=[doc | {COLUMN.name: 0}])
                     continue
@@ -193,7 +193,7 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out]
 
 
-def _hits(found: Matches, i: int, min_matches: int) -> dict[int, tuple[int, int]]:
+def _hits(found: Matches, i: int, min_matches: int, n: int) -> dict[int, tuple[int, int]]:
     """benchmark -> (distinct n-grams of it matched, the item matched first) for the benchmarks that
     contaminate text i: some item shares at least `min_matches` n-grams with it, or occurs whole."""
     mine = np.flatnonzero(found.text == i)
@@ -206,7 +206,7 @@ def _hits(found: Matches, i: int, min_matches: int) -> dict[int, tuple[int, int]
         items, keys = found.item[rows], found.key[rows]
         pairs = np.unique(np.stack([items, keys.view(np.int64)]), axis=1)  # distinct (item, n-gram)
         per_item = dict(zip(*np.unique(pairs[0], return_counts=True)))
-        whole = found.length[rows] < found.length.max(initial=0)  # short items match whole
+        whole = found.length[rows] < n  # a short item, matched whole
         qualifying = [int(it) for it, w in zip(items, whole) if w or per_item[it] >= min_matches]
         if qualifying:
             out[b] = (len(np.unique(keys)), qualifying[0])
