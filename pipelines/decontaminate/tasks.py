@@ -121,12 +121,15 @@ class DecontaminateApplyTask(ApplyTask):
         totals = {f"{m}.{n}": 0 for n in names for m in ("docs_hit", "ngrams_matched")} | {"chars_removed": 0}
         for batch in _chunks(docs, CHUNK_CHARS):
             found = index.matches([normalise(d.get("text") or "") for d in batch])
+            by_text = np.argsort(found.text, kind="stable")  # each text's matches: one slice of it
+            bounds = np.searchsorted(found.text[by_text], np.arange(len(batch) + 1))
             for i, doc in enumerate(batch):
-                hits = _hits(found, i, self.cfg.min_matches, self.cfg.ngram)
+                mine = by_text[bounds[i] : bounds[i + 1]]
+                hits = _hits(found, mine, self.cfg.min_matches, self.cfg.ngram)
                 if not hits:
                     outputs.write(docs=[doc | {COLUMN.name: 0}])
                     continue
-                kept, removed = self._apply(doc, found, i, hits)
+                kept, removed = self._apply(doc, found, mine, hits)
                 for b, (count, item) in hits.items():
                     totals[f"docs_hit.{names[b]}"] += 1
                     totals[f"ngrams_matched.{names[b]}"] += count
@@ -148,13 +151,13 @@ class DecontaminateApplyTask(ApplyTask):
                               CONTAMINATION_SCHEMA)
         return {NAME: outputs.commit(docs_in=docs.count, **totals)}
 
-    def _apply(self, doc: dict, found: Matches, i: int, hits: dict) -> tuple[dict | None, int]:
-        """(the kept document, or None when it is rejected; characters removed)."""
+    def _apply(self, doc: dict, found: Matches, mine: np.ndarray, hits: dict) -> tuple[dict | None, int]:
+        """(the kept document, or None when it is rejected; characters removed). `mine`: its matches' rows."""
         if self.cfg.mode == "reject":
             return None, 0
         text = doc.get("text") or ""
         _, spans = word_spans(text)
-        mine = (found.text == i) & np.isin(found.benchmark, list(hits))
+        mine = mine[np.isin(found.benchmark[mine], list(hits))]
         margin = self.cfg.ngram
         cuts = sorted((max(0, int(s) - margin), min(len(spans), int(s + n) + margin))
                       for s, n in zip(found.start[mine], found.length[mine]))
@@ -193,10 +196,10 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out]
 
 
-def _hits(found: Matches, i: int, min_matches: int, n: int) -> dict[int, tuple[int, int]]:
+def _hits(found: Matches, mine: np.ndarray, min_matches: int, n: int) -> dict[int, tuple[int, int]]:
     """benchmark -> (distinct n-grams of it matched, the item matched first) for the benchmarks that
-    contaminate text i: some item shares at least `min_matches` n-grams with it, or occurs whole."""
-    mine = np.flatnonzero(found.text == i)
+    contaminate a text (`mine`: the rows of its matches): some item shares at least `min_matches`
+    n-grams with it, or occurs whole."""
     if not len(mine):
         return {}
     out = {}
