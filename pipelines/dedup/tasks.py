@@ -234,14 +234,19 @@ def _verified(con, edges: list[tuple[str, str, bool]], task) -> list[tuple[str, 
 
 
 def _metadata(con, task, nodes: set[str]) -> dict[str, tuple]:
-    """node -> (origin: 0 earlier release, 1 this one; chars; exact key; part), for the nodes given."""
+    """node -> (origin: 0 earlier release, 1 this one; chars; exact key; part), for the nodes given (DuckDB
+    joins them to the signatures: the release's other documents never reach Python)."""
+    con.register("wanted", pa.table({"node": pa.array(sorted(nodes), pa.string())}))
     meta = {}
     for prefix, files in _release_files(task, "_sig/*.parquet"):
         origin = 0 if prefix else 1
+        # in file and row order, so that an id found in two parts always ends on the later one
         for node, chars, exact, part in con.execute(
-                f"SELECT '{prefix}' || id, chars, exact, part FROM read_parquet({io.sql_list(files)})").fetchall():
-            if node in nodes:
-                meta[node] = (origin, chars, exact, part)
+                f"SELECT node, chars, exact, part FROM (SELECT '{prefix}' || id AS node, chars, exact, part, "
+                f"filename, file_row_number FROM read_parquet({io.sql_list(files)}, filename = true, "
+                f"file_row_number = true)) JOIN wanted USING (node) ORDER BY filename, file_row_number").fetchall():
+            meta[node] = (origin, chars, exact, part)
+    con.unregister("wanted")
     return meta
 
 
