@@ -12,7 +12,7 @@ reach `top_fraction` of the characters, at the scores' rounding. It writes OUT/s
 (the manifest shows it); the documents phase keeps values >= the threshold.
 """
 
-import hashlib
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,13 +70,18 @@ class SelectConfig(RootModel[list[SelectStageRule]]):
     """A list of rules; a document must pass every one, e.g. `[{column: preselect_score, top_fraction: 0.5}]`."""
 
     model_config = {"frozen": True}
-    _thresholds: str | None = PrivateAttr(None)  # the release's thresholds file (set by `prepare`)
+    _thresholds: tuple[str, str] | None = PrivateAttr(None)  # the thresholds file and its task's fingerprint
 
-    def with_thresholds(self, path: str) -> "SelectConfig":
-        """A copy that reads its top_fraction thresholds from `path` (not in dumps or fingerprints:
-        the thresholds follow from the upstream data and the rules, which are)."""
+    @property
+    def measures_thresholds(self) -> bool:
+        """Whether a rule has `top_fraction` (its threshold is measured by the release)."""
+        return any(rule.top_fraction is not None for rule in self.root)
+
+    def with_thresholds(self, path: str, fingerprint: str) -> "SelectConfig":
+        """A copy that reads its top_fraction thresholds from `path`, written by the task with `fingerprint`
+        (not in dumps or fingerprints: the thresholds follow from the upstream data and the rules, which are)."""
         copy = SelectConfig(self.root)  # a new instance: model_copy would share the private attributes
-        copy._thresholds = path
+        copy._thresholds = (path, fingerprint)
         return copy
 
 
@@ -100,14 +105,21 @@ def run(docs: Iterable[dict], cfg: SelectConfig) -> StageResult:
 
 
 def _with_thresholds(cfg: SelectConfig) -> list[SelectRule]:
-    """The rules with each top_fraction threshold as `min` (read per batch: a small file, never stale)."""
-    if all(rule.top_fraction is None for rule in cfg.root):
+    """The rules with each top_fraction threshold as `min`."""
+    if not cfg.measures_thresholds:
         return cfg.root
     if cfg._thresholds is None:
         raise ValueError("select: top_fraction rules need the thresholds measured by the release (prepare)")
-    measured = io.read_json(cfg._thresholds)["rules"]
+    measured = _measured(*cfg._thresholds)
     return [rule if rule.top_fraction is None else rule.model_copy(update={"min": measured[str(i)]["threshold"]})
             for i, rule in enumerate(cfg.root)]
+
+
+@functools.lru_cache(maxsize=8)
+def _measured(path: str, fingerprint: str) -> dict:
+    """The thresholds file's rules, read once per worker rather than per batch: the task with this
+    fingerprint always writes the same file (a new one has another fingerprint)."""
+    return io.read_json(path)["rules"]
 
 
 def check(cfg: SelectConfig, ctx: CheckContext) -> None:
@@ -127,7 +139,7 @@ def check(cfg: SelectConfig, ctx: CheckContext) -> None:
 def prepare(cfg: SelectConfig, ctx: PhaseContext) -> tuple[SelectConfig, list[Phase]]:
     """With a top_fraction rule: the thresholds task over every part's documents, before the documents
     phase; every part's upstream fingerprint then includes it, so new thresholds rerun select."""
-    if all(rule.top_fraction is None for rule in cfg.root):
+    if not cfg.measures_thresholds:
         return cfg, []
     score = ctx.release.stages.score
     model = score.preselect.model if score is not None and score.preselect is not None else None
@@ -136,7 +148,7 @@ def prepare(cfg: SelectConfig, ctx: PhaseContext) -> tuple[SelectConfig, list[Ph
     for part, upstream in ctx.upstream.items():
         ctx.upstream[part] = Upstream(upstream.stage, io.sha256_json({"upstream": upstream.fingerprint,
                                                                       "thresholds": thresholds}))
-    return cfg.with_thresholds(task.path), [Phase("select thresholds", (NAME,), [task])]
+    return cfg.with_thresholds(task.path, thresholds), [Phase("select thresholds", (NAME,), [task])]
 
 
 @dataclass(frozen=True)
@@ -190,11 +202,6 @@ def _batches(path: str, columns: list[str]):
         yield from pq.ParquetFile(fh).iter_batches(columns=columns)
 
 
-def _seeded_hashes(ids: list[str], seed: int) -> np.ndarray:
-    return np.fromiter((int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "big")
-                        for i in ids), dtype=np.uint64, count=len(ids))
-
-
 class _Sample:
     """One rule's sample, in bounded memory: the `sample` documents with a value (and not trained on)
     with the smallest seeded hash of their id, as (hash, value, characters)."""
@@ -205,6 +212,8 @@ class _Sample:
         self.size = self.documents = self.excluded = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
+        from pipelines.mixture.sampling import seeded_keys  # here: the mixture package imports this module
+
         values = pc.cast(batch.column(self.rule.column), pa.float64())
         use = pc.is_valid(values).to_numpy(zero_copy_only=False)
         ids = batch.column("id").to_pylist()
@@ -213,7 +222,7 @@ class _Sample:
             self.excluded += int((use & trained).sum())
             use &= ~trained
         chars = pc.fill_null(pc.utf8_length(batch.column("text")), 0).to_numpy(zero_copy_only=False)
-        self.chunks.append((_seeded_hashes([i for i, u in zip(ids, use) if u], self.rule.seed),
+        self.chunks.append((seeded_keys([i for i, u in zip(ids, use) if u], self.rule.seed),
                             values.fill_null(0).to_numpy(zero_copy_only=False)[use], chars[use].astype(np.int64)))
         self.size += int(use.sum())
         self.documents += int(use.sum())
@@ -241,7 +250,7 @@ class _Sample:
 
 def thresholds_used(cfg: SelectConfig | None, output: str) -> dict | None:
     """The measured thresholds of a release whose select has top_fraction rules (for the manifest)."""
-    if cfg is None or all(rule.top_fraction is None for rule in cfg.root):
+    if cfg is None or not cfg.measures_thresholds:
         return None
     path = io.join(output, NAME, THRESHOLDS)
     return io.read_json(path)["rules"] if io.exists(path) else None
