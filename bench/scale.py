@@ -6,9 +6,13 @@ its own subprocess under a memory cap:
   mixture plan          MixturePlanTask, DataMan-style: strata [source], 10 % of documents excluded
                         by `where`, budget = half the candidate tokens (answer: selected tokens within
                         1 % of the budget, every document has a selection row)
-  mixture plan (climb)  MixturePlanTask with `climb: {clusters: K}` and no `search`: reads every
-                        embedding (float16 x 256, K planted clusters), k-means, strata = clusters
-                        (answer: budget within 1 %; k-means purity against the planted labels is shown)
+  mixture kmeans        KmeansTask, `climb: {clusters: K}`: centroids trained on a seeded sample of
+                        train_sample (100,000) embeddings (float16 x 256, K planted clusters)
+  mixture assign        the AssignTask of every part in turn (seconds: all of them; peak RSS: the
+                        largest task): each document's nearest centroid
+  mixture plan (climb)  MixturePlanTask with that `climb` and no `search`: per-cluster aggregates, a
+                        few documents per cluster, strata = clusters (answer: budget within 1 %;
+                        k-means purity against the planted labels is shown)
   dedup reduce          the `buckets` DedupGlobalTask(bucket=b) in turn (seconds: all of them; peak RSS:
                         the largest task)
   dedup cluster         DedupGlobalTask(bucket=None), anchored, keep first_id (answer: the removed
@@ -20,8 +24,9 @@ band keys shared, identical shingles so verification passes). Other documents ha
 
     .venv/bin/python bench/scale.py                          # N = 1e5, 1e6, 1e7 (stops growing N after a failure)
     .venv/bin/python bench/scale.py --sizes 1e5 --parts 16   # quick
-Options: --sizes, --parts (64), --mem-gb (12: RLIMIT_AS of each phase's process, and it is killed when
-its RSS passes this), --timeout (480 s per phase), --phases, --work (bench/_work/scale). Results also
+Options: --sizes, --parts (64), --memory-limit (1GB: the global steps' DuckDB memory_limit), --mem-gb
+(12: RLIMIT_AS of each phase's process, and it is killed when its RSS passes this), --timeout (480 s per
+phase), --phases, --work (bench/_work/scale). Results also
 go to bench/_work/scale.json.
 """
 
@@ -47,7 +52,7 @@ K = 16  # planted embedding clusters = k-means k
 DIM = 256  # EmbedConfig.dim default (hashed)
 TEXT_ROWS = 200  # documents per part with a (short) text, for the top terms of the CLIMB plan
 UPSTREAM = "filter"  # the stage the plan reads texts from
-PHASES = ["mixture plan", "mixture plan (climb)", "dedup reduce", "dedup cluster"]
+PHASES = ["mixture plan", "mixture kmeans", "mixture assign", "mixture plan (climb)", "dedup reduce", "dedup cluster"]
 
 
 def doc_id(i: int) -> str:
@@ -106,6 +111,7 @@ def doc_excluded(index: np.ndarray) -> np.ndarray:
 
 def generate(out: str, n: int, parts: int, buckets: int) -> dict:
     from pipelines.dedup.tasks import BAND_SCHEMA, EXACT_BAND, SIG_SCHEMA
+    from pipelines.mixture.sampling import seeded_keys
     from pipelines.mixture.tasks import EMBEDDING_SCHEMA, FEATURE_SCHEMA
     from pipelines.stage import bucket_name
 
@@ -129,7 +135,8 @@ def generate(out: str, n: int, parts: int, buckets: int) -> dict:
             np.array(SOURCES)[index % len(SOURCES)]), "domain": pa.array([f"site{i % 1000}.example" for i in
                                                                           index.tolist()]),
             "tokens": pa.array(tokens, pa.int64()), "excluded_by": pa.array(excluded.tolist(), pa.string()),
-            "order_score": pa.nulls(m, pa.float64()), "quality": pa.nulls(m, pa.float64())}, schema=FEATURE_SCHEMA)
+            "order_score": pa.nulls(m, pa.float64()), "quality": pa.nulls(m, pa.float64()),
+            "tiebreak": seeded_keys(ids.to_pylist(), 0)}, schema=FEATURE_SCHEMA)
         os.makedirs(f"{out}/mixture/_features", exist_ok=True)
         pq.write_table(features, f"{out}/mixture/_features/{part}.parquet")
         prng = np.random.default_rng(1000 + p)
@@ -182,6 +189,26 @@ def generate(out: str, n: int, parts: int, buckets: int) -> dict:
 
 # ---------------------------------------------------------------- one phase (child process)
 
+def budget_of(n: int) -> int:
+    """Half the candidates' tokens."""
+    index = np.arange(n, dtype=np.int64)
+    return int(doc_tokens(index)[~doc_excluded(index)].sum()) // 2
+
+
+def climb_config(n: int):
+    from pipelines.mixture.config import ClimbConfig, MixtureConfig
+
+    return MixtureConfig(budget_tokens=budget_of(n), strata=["cluster"], climb=ClimbConfig(clusters=K),
+                         memory=memory())
+
+
+def memory():
+    """The global steps' DuckDB settings (--memory-limit)."""
+    from pipelines.spill import SpillConfig
+
+    return SpillConfig(memory_limit=os.environ.get("SCALE_MEMORY_LIMIT", "1GB"))
+
+
 def _vm_hwm_mb() -> float:
     with open("/proc/self/status") as f:
         return round(next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024, 1)
@@ -196,16 +223,26 @@ def run_phase(phase: str, out: str, n: int, parts: int, buckets: int) -> dict:
     from pipelines.phase import run_task
 
     began = time.time()
+    if phase in ("mixture kmeans", "mixture assign"):
+        from pipelines.mixture.clusters import AssignTask, KmeansTask
+
+        cfg = climb_config(n)
+        _remove_markers(f"{out}/mixture")
+        if phase == "mixture kmeans":
+            reports = [run_task(KmeansTask(out, cfg, "synthetic", tuple(part_name(p) for p in range(parts))))]
+        else:
+            reports = [run_task(AssignTask(shard, cfg, "synthetic")) for shard in shards(out, parts)]
+        return {"seconds": round(time.time() - began, 2), "peak_rss_mb": _vm_hwm_mb(),
+                "task_peak_rss_mb": max(r["peak_rss_mb"] for r in reports), "ok": True,
+                "detail": {"slowest_task_s": max(r["seconds"] for r in reports)}}
     if phase.startswith("mixture plan"):
-        from pipelines.mixture.config import ClimbConfig, MixtureConfig
+        from pipelines.mixture.config import MixtureConfig
         from pipelines.mixture.tasks import MixturePlanTask
 
-        index = np.arange(n, dtype=np.int64)
-        candidate_tokens = int(doc_tokens(index)[~doc_excluded(index)].sum())
-        budget = candidate_tokens // 2
         climb = phase.endswith("(climb)")
-        cfg = MixtureConfig(budget_tokens=budget, strata=["cluster"] if climb else ["source"],
-                            climb=ClimbConfig(clusters=K) if climb else None)
+        cfg = climb_config(n) if climb else MixtureConfig(budget_tokens=budget_of(n), strata=["source"],
+                                                                          memory=memory())
+        budget = cfg.budget_tokens
         _remove_markers(f"{out}/mixture")
         task = MixturePlanTask(out, cfg, "synthetic", tuple((s, UPSTREAM) for s in shards(out, parts)))
         report = run_task(task)
@@ -229,7 +266,7 @@ def run_phase(phase: str, out: str, n: int, parts: int, buckets: int) -> dict:
     from pipelines.dedup.config import DedupConfig
     from pipelines.dedup.tasks import DedupGlobalTask
 
-    cfg = DedupConfig(buckets=buckets)
+    cfg = DedupConfig(buckets=buckets, memory=memory())
     if phase == "dedup reduce":
         _remove_markers(f"{out}/dedup")
         reports = [run_task(DedupGlobalTask(out, cfg, "synthetic", b)) for b in range(buckets)]
@@ -296,6 +333,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1e5,1e6,1e7")
     ap.add_argument("--parts", type=int, default=64)
     ap.add_argument("--buckets", type=int, default=16)
+    ap.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit of every global step (1GB)")
     ap.add_argument("--mem-gb", type=float, default=12)
     ap.add_argument("--timeout", type=float, default=480)
     ap.add_argument("--phases", default=",".join(PHASES))
@@ -316,6 +354,7 @@ def main() -> None:
             found = run_phase(args.child, out, args.n, args.parts, args.buckets)
         Path(args.result).write_text(json.dumps(found))
         return
+    os.environ["SCALE_MEMORY_LIMIT"] = args.memory_limit  # the children read it
     mem = int(args.mem_gb * 2**30)
     phases = [p.strip() for p in args.phases.split(",")]
     results, stopped = [], set()

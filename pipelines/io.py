@@ -88,8 +88,9 @@ class ParquetSink:
     ran in one go or resumed from an earlier stage's output.
     """
 
-    def __init__(self, path: str, schema: pa.Schema):
+    def __init__(self, path: str, schema: pa.Schema, group_rows: int = GROUP_ROWS):
         self.fs, self._final, self._tmp = _temporary(path)
+        self._group_rows = group_rows
         self._fh = self.fs.open(self._tmp, "wb")
         self._writer = pq.ParquetWriter(self._fh, schema, compression="zstd")
         self._schema = schema
@@ -105,7 +106,7 @@ class ParquetSink:
         for j, row in enumerate(rows):
             self._rows += 1
             self._bytes += len(row.get("text") or "")
-            if self._rows >= GROUP_ROWS or self._bytes >= GROUP_TEXT_BYTES:
+            if self._rows >= self._group_rows or self._bytes >= GROUP_TEXT_BYTES:
                 self._pending.append(table.slice(start, j + 1 - start))
                 self._flush()
                 start = j + 1
@@ -113,13 +114,13 @@ class ParquetSink:
             self._pending.append(table.slice(start))
 
     def write_table(self, table: pa.Table) -> None:
-        """Rows already in Arrow (e.g. list columns built from numpy); row groups cut every GROUP_ROWS rows."""
+        """Rows already in Arrow (e.g. list columns built from numpy); row groups cut every `group_rows` rows."""
         start = 0
         while start < table.num_rows:
-            take = min(GROUP_ROWS - self._rows, table.num_rows - start)
+            take = min(self._group_rows - self._rows, table.num_rows - start)
             self._pending.append(table.slice(start, take))
             self._rows, start = self._rows + take, start + take
-            if self._rows >= GROUP_ROWS:
+            if self._rows >= self._group_rows:
                 self._flush()
 
     def _flush(self) -> None:
@@ -150,9 +151,17 @@ def write_table_atomic(path: str, rows: list[dict], schema: pa.Schema) -> int:
     return table.num_rows
 
 
-def read_table(path: str) -> pa.Table:
+def read_table(path: str, **kwargs) -> pa.Table:
+    """A Parquet file on any fsspec storage; kwargs as pq.read_table's (columns, filters: row groups
+    whose statistics rule them out are skipped)."""
     with fsspec.open(path, "rb") as fh:
-        return pq.read_table(fh)
+        return pq.read_table(fh, **kwargs)
+
+
+def read_num_rows(path: str) -> int:
+    """Rows of a Parquet file, from its footer."""
+    with fsspec.open(path, "rb") as fh:
+        return pq.ParquetFile(fh).metadata.num_rows
 
 
 def read_schema(path: str) -> pa.Schema:

@@ -79,11 +79,14 @@ class Envelope:
 
 def fingerprint_data(cfg: BaseModel) -> dict:
     """A config as its fingerprint sees it: blocks (nested configs) that are absent and rules that are
-    off are left out, so adding one of either does not invalidate finished work."""
+    off are left out, so adding one of either does not invalidate finished work; nor do settings marked
+    not fingerprinted (how a step runs, e.g. its memory limit)."""
     data = cfg.model_dump(mode="json")
     for name, spec in type(cfg).model_fields.items():
         value = getattr(cfg, name)
-        if (value is None and _is_block(spec.annotation)) or (isinstance(value, RuleConfig) and not value.enabled):
+        if (spec.json_schema_extra or {}).get("fingerprint") is False:
+            del data[name]
+        elif (value is None and _is_block(spec.annotation)) or (isinstance(value, RuleConfig) and not value.enabled):
             del data[name]
         elif isinstance(value, BaseModel):
             data[name] = fingerprint_data(value)

@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines import stats
@@ -178,17 +180,40 @@ json.dump({"objective": abs(m["weights"]["a"] - 0.7) + chars * 0}, open(os.path.
     assert written["weights"] == {"a": 0.2, "b": 0.8}
 
 
-def test_few_documents_and_pruning():
+def test_few_documents_and_pruning(tmp_path):
+    """k-means trained and applied per shard as the release runs them: 3 documents for 16 clusters reduce k."""
+    from pipelines.mixture.clusters import AssignTask, KmeansTask
+    from pipelines.mixture.config import MixtureConfig
+    from pipelines.mixture.tasks import EMBEDDING_SCHEMA, FEATURE_SCHEMA
+    from pipelines.shard_task import ShardTask
+
     vectors = np.eye(3, 8, dtype=np.float32)
-    clusters = climb.build_clusters(vectors, None, ClimbConfig(clusters=16))
-    assert len(set(clusters.assignment)) == 3 and "k reduced to 3" in clusters.notes[0]
-    quality = np.array([0.9, 0.1, 0.2])
+    rows = [{"id": f"d{i}", "part": "part-00000", "tokens": 10} for i in range(3)]
+    (tmp_path / "mixture/_features").mkdir(parents=True)
+    (tmp_path / "mixture/_embeddings").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=FEATURE_SCHEMA), tmp_path / "mixture/_features/part-00000.parquet")
+    pq.write_table(pa.Table.from_pylist([{"id": r["id"], "embedding": v.astype("<f2").tobytes()}
+                                         for r, v in zip(rows, vectors)], schema=EMBEDDING_SCHEMA),
+                   tmp_path / "mixture/_embeddings/part-00000.parquet")
+    cfg = MixtureConfig(budget_tokens=10, strata=["cluster"], climb=ClimbConfig(clusters=16))
+    shard = ShardTask("part-00000", SourceConfig(name="s", paths=["x.jsonl"], format="jsonl"), "x.jsonl", 0, (),
+                      str(tmp_path))
+    KmeansTask(str(tmp_path), cfg, "f", ("part-00000",)).run()
+    AssignTask(shard, cfg, "f").run()
+    kmeans = json.loads((tmp_path / "mixture/_kmeans.json").read_text())
+    assigned = pq.read_table(tmp_path / "mixture/_assigned/part-00000.parquet")
+    assert len(kmeans["centroids"]) == 3 and "k reduced to 3" in kmeans["notes"][0]
+    assert sorted(assigned.column("cluster").to_pylist()) == [0, 1, 2]
+    assert assigned.column("similarity").to_pylist() == pytest.approx([1.0, 1.0, 1.0], abs=1e-3)
+    centroids = np.asarray(kmeans["centroids"], dtype=np.float32)
+    means = {c: q for c, q in zip(assigned.column("cluster").to_pylist(), [0.9, 0.1, 0.2])}
     cfg = ClimbConfig.model_validate({"clusters": 3, "prune": {"column": "preselect_score", "min": 0.5}})
-    pruned = climb.build_clusters(vectors, quality, cfg)
-    assert sorted(pruned.key(int(a)) for a in pruned.assignment) == ["c000", "pruned", "pruned"]
+    pruned = climb.build_clusters(centroids, means, cfg)
+    assert sorted(pruned.key(c) for c in means) == ["c000", "pruned", "pruned"]
+    assert climb.build_clusters(centroids, {0: 0.9}, cfg).notes[0] == "2 of 3 clusters received no document"
     cfg = ClimbConfig.model_validate({"clusters": 3, "prune": {"column": "preselect_score", "min": 0.95}})
     with pytest.raises(ValueError, match=r"prune\.min: every cluster was pruned"):
-        climb.build_clusters(vectors, quality, cfg)
+        climb.build_clusters(centroids, means, cfg)
     merged = climb.merge(np.array([[0, 0], [0.1, 0], [5, 5]], dtype=float), [0, 1, 2], distance=1.0)
     assert merged == {0: 0, 1: 0, 2: 1}
 
@@ -207,10 +232,7 @@ def test_climb_config_errors(tmp_path):
 def test_the_search_weighs_candidates_only():
     """Cluster c has no document that `where` keeps: the search gives it no weight to find; cluster a's prior
     counts its candidates' tokens only (shares after where), or all of them (before where)."""
-    keys = ["a", "a", "b", "c", "pruned"]
-    excluded = [None, "where.preselect_score", None, "where.preselect_score", "pruned_cluster"]
-    tokens = np.array([100, 900, 300, 500, 50])
-    candidate, kept, prior = searched_clusters(keys, excluded, tokens, "after_where")
-    assert candidate.tolist() == [True, False, True, False, False]
+    totals = {"a": (1, 100, 1000), "b": (1, 300, 300), "c": (0, 0, 500), "pruned": (0, 0, 50)}  # candidates, their
+    kept, prior = searched_clusters(totals, "after_where")                                  # tokens, all tokens
     assert kept == ["a", "b"] and prior.tolist() == [100, 300]
-    assert searched_clusters(keys, excluded, tokens, "before_where")[2].tolist() == [1000, 300]
+    assert searched_clusters(totals, "before_where")[1].tolist() == [1000, 300]

@@ -172,7 +172,7 @@ def test_against_globs_find_earlier_releases_only(tmp_path):
     from pipelines.dedup.config import DedupConfig
     from pipelines.dedup.index import index_params
 
-    params = {"params": index_params(DedupConfig())}
+    params = {"params": index_params(DedupConfig(buckets=16))}
     for name in ("web-1", "web-2", "web-3"):
         (tmp_path / name / "dedup").mkdir(parents=True)
         (tmp_path / name / "dedup" / "_index.json").write_text(__import__("json").dumps(params))

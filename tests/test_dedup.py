@@ -32,13 +32,18 @@ def near(text: str, i: int) -> str:
 def release(tmp_path, records, dedup="{}", name="r", against=None):
     data = tmp_path / f"{name}.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    return release_config(tmp_path, name, str(data), dedup)
+
+
+def release_config(tmp_path, name: str, paths: str, dedup: str) -> str:
+    """A release of the JSON Lines inputs `paths` (a glob) through dedup alone."""
     config = tmp_path / f"{name}.yaml"
     config.write_text(f"""
 release: {name}
 output: {tmp_path / name}
 runner: {{kind: local, workers: 2}}
 sources:
-  - {{name: docs, paths: ["{data}"], format: jsonl}}
+  - {{name: docs, paths: ["{paths}"], format: jsonl}}
 stages:
   dedup: {dedup}
 """)

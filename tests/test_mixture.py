@@ -2,16 +2,19 @@
 
 import json
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from pipelines import stats
 from pipelines.config import ConfigError, load_config
+from pipelines.mixture import plan as plan_module
 from pipelines.mixture import sampling
 from pipelines.mixture.config import MixtureConfig
-from pipelines.mixture.tasks import FEATURE_SCHEMA, plan
+from pipelines.mixture.tasks import FEATURE_SCHEMA
 from pipelines.release import run_release
+from pipelines.spill import SpillConfig, duckdb_spilling
 from tests.conftest import ROOT
 
 SAMPLE = ROOT / "tests/data/sample"
@@ -57,8 +60,91 @@ def test_fill_lands_within_one_percent_of_the_target():
         assert abs((copies * tokens).sum() - target) <= 0.01 * target
 
 
-def _features(rows):
+def _features(rows, seed=0):
+    rows = [{**r, "tiebreak": int(k)} for r, k in zip(rows, sampling.seeded_keys([r["id"] for r in rows], seed))]
     return pa.Table.from_pylist(rows, schema=FEATURE_SCHEMA)
+
+
+def plan(features: pa.Table, cfg: MixtureConfig, memory: SpillConfig | None = None):
+    """(selection rows, strata rows) of the plan's DuckDB selection over `features`."""
+    written = []
+    with duckdb_spilling(memory or SpillConfig()) as con:
+        con.register("features", features)
+        strata = plan_module.select(con, cfg, "features", written.append)
+    return (pa.concat_tables(written).to_pylist() if written else []), strata
+
+
+def _reference(features: pa.Table, cfg: MixtureConfig) -> list[tuple[str, str, int]]:
+    """(part, id, copies) of the selection as the plan computed it in memory before it ran in DuckDB: every
+    stratum's candidates, in (part, id) order, through sampling.fill."""
+    features = features.sort_by([("part", "ascending"), ("id", "ascending")])
+    columns = [features.column(s).to_pylist() for s in cfg.strata]
+    keys = np.array(["/".join("none" if v is None else str(v) for v in values) for values in zip(*columns)]
+                    if cfg.strata else ["all"] * features.num_rows, dtype=object)
+    tokens = features.column("tokens").to_numpy(zero_copy_only=False).astype(np.int64)
+    candidate = np.array([e is None for e in features.column("excluded_by").to_pylist()], dtype=bool)
+    order = features.column("order_score").to_numpy(zero_copy_only=False) if cfg.top_k_by else None
+    tiebreak = features.column("tiebreak").to_numpy(zero_copy_only=False)
+    names = sorted(set(keys))
+    counted = candidate if cfg.shares == "after_where" else np.ones(len(keys), dtype=bool)
+    wanted = sampling.targets({s: int(tokens[(keys == s) & counted].sum()) for s in names}, cfg.budget_tokens,
+                              cfg.weights)
+    copies = np.zeros(len(keys), dtype=np.int64)
+    for n, stratum in enumerate(names):
+        index = np.flatnonzero((keys == stratum) & candidate)
+        copies[index] = sampling.fill(tokens[index], None if order is None else order[index], tiebreak[index],
+                                      wanted[stratum], cfg.upsample, seed=cfg.seed * 1_000_003 + n,
+                                      max_copies=cfg.max_repeats)
+    return list(zip(features.column("part").to_pylist(), features.column("id").to_pylist(), copies.tolist()))
+
+
+def test_streamed_plan_selects_what_the_in_memory_fill_selects(monkeypatch):
+    """Batches of 7 rows (strata and runs cut across batches), ties in score, NaN scores, zero-token and huge
+    documents, short strata (upsampled or not): the same copies as sampling.fill over each whole stratum."""
+    monkeypatch.setattr(plan_module, "BATCH", 7)
+    rng = np.random.default_rng(5)
+    for trial in range(12):
+        n = int(rng.integers(1, 120))
+        scores = rng.choice([0.1, 0.5, 0.9, np.nan], n) if trial % 2 else rng.random(n)
+        rows = [{"id": f"d{rng.integers(10 ** 6)}-{i}", "part": f"part-{rng.integers(3):05d}",
+                 "source": str(rng.choice(["a", "b", "c"])), "domain": rng.choice(["x", None]),
+                 "tokens": int(rng.choice([0, 5, 50, 400, 5000])), "excluded_by": rng.choice([None, None, "where.q"]),
+                 "order_score": float(scores[i]), "quality": None} for i in range(n)]
+        total = sum(r["tokens"] for r in rows)
+        cfg = MixtureConfig(budget_tokens=max(1, int(total * rng.choice([0.05, 0.3, 0.9, 1.5]))),
+                            strata=[[], ["source"], ["source", "domain"]][trial % 3],
+                            top_k_by=["preselect_score"] if trial % 4 < 2 else [], upsample=trial % 5 != 0,
+                            shares=["after_where", "before_where"][trial % 2], seed=trial, max_repeats=3)
+        features = _features(rows, cfg.seed)
+        selection, strata = plan(features, cfg)
+        assert [(r["part"], r["id"], r["copies"]) for r in selection] == _reference(features, cfg), trial
+        by = {}
+        for r in selection:
+            by[r["stratum"]] = by.get(r["stratum"], 0) + r["copies"] * next(
+                x["tokens"] for x in rows if x["id"] == r["id"])
+        assert {s["stratum"]: s["selected_tokens"] for s in strata} == {s["stratum"]: by.get(s["stratum"], 0)
+                                                                           for s in strata}
+
+
+def test_plan_spills_under_a_small_memory_limit(tmp_path):
+    """200k documents planned in DuckDB capped at 32 MB: without a spill folder DuckDB runs out of memory,
+    with ours it spills and selects what an uncapped plan selects; the folder is removed after."""
+    n = 200_000
+    ids = [f"doc-{i:07d}" for i in range(n)]
+    features = pa.table({"id": ids, "part": [f"part-{i % 8:05d}" for i in range(n)],
+                         "source": [("web", "news")[i % 2] for i in range(n)], "domain": pa.nulls(n, pa.string()),
+                         "tokens": np.arange(n) % 997, "excluded_by": pa.nulls(n, pa.string()),
+                         "order_score": pa.nulls(n, pa.float64()), "quality": pa.nulls(n, pa.float64()),
+                         "tiebreak": sampling.seeded_keys(ids, 0)}, schema=FEATURE_SCHEMA)
+    cfg = MixtureConfig(budget_tokens=n * 250)
+    con = duckdb.connect(config={"memory_limit": "32MB", "temp_directory": "", "threads": 1})
+    con.register("features", features)
+    with pytest.raises(duckdb.OutOfMemoryException):
+        plan_module.select(con, cfg, "features", lambda batch: None)
+    small = SpillConfig(memory_limit="32MB", spill_dir=str(tmp_path), threads=1)
+    assert plan(features, cfg, small) == plan(features, cfg)
+    assert list(tmp_path.iterdir()) == []
+
 
 
 def test_plan_is_proportional_to_token_shares_and_records_upsampling():

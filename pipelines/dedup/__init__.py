@@ -1,8 +1,10 @@
 """dedup: exact and MinHash LSH deduplication across the release (and earlier releases), as
 map -> shuffle through storage -> reduce steps (see tasks.py)."""
 
+import contextlib
+
 from pipelines import io
-from pipelines.dedup.config import DedupConfig
+from pipelines.dedup.config import MIN_BUCKETS, DedupConfig
 from pipelines.dedup.index import check_index
 from pipelines.dedup.tasks import NAME, DedupApplyTask, DedupGlobalTask, DedupMapTask
 from pipelines.earlier import expand_against
@@ -25,10 +27,27 @@ def phases(ctx: PhaseContext) -> list[Phase]:
 
 
 def resolve(cfg: DedupConfig, ctx: CheckContext) -> DedupConfig:
-    """Globs in `against` become the finished earlier releases they match (see pipelines.earlier)."""
-    if not any(map(io.is_glob, cfg.against)):
-        return cfg
-    return cfg.model_copy(update={"against": expand_against(cfg.against, ctx.release.output, f"{NAME}/_index.json")})
+    """Globs in `against` become the finished earlier releases they match (see pipelines.earlier), and
+    `buckets: auto` a number (the map hashes keys into buckets, so it is fixed before any work)."""
+    if any(map(io.is_glob, cfg.against)):
+        cfg = cfg.model_copy(update={"against": expand_against(cfg.against, ctx.release.output,
+                                                               f"{NAME}/_index.json")})
+    if cfg.buckets == "auto":
+        cfg = cfg.model_copy(update={"buckets": auto_buckets(cfg, ctx)})
+    return cfg
+
+
+def auto_buckets(cfg: DedupConfig, ctx: CheckContext) -> int:
+    """The earlier release's number with `against` (its keys must land in the same buckets), else one
+    per input shard, at least MIN_BUCKETS, rounded up to a power of two."""
+    for earlier in cfg.against:
+        index = io.join(earlier, NAME, "_index.json")
+        if io.exists(index):  # else check() reports the missing index
+            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):  # corrupt: check() says so
+                return int(io.read_json(index)["params"]["buckets"])
+    shards = sum(len({f for p in src.paths for f in io.expand_paths(p, src.storage_options)})
+                 for src in ctx.release.sources)  # as release.plan counts them: one per input file
+    return max(MIN_BUCKETS, 1 << (shards - 1).bit_length())
 
 
 def check(cfg: DedupConfig, ctx: CheckContext) -> None:

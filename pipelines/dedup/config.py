@@ -4,7 +4,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from pipelines.spill import NOT_FINGERPRINTED, SpillConfig
 from scorers._config import StrictModel
+
+MIN_BUCKETS = 16  # `buckets: auto`: at least this many (a small release keeps the layout it always had)
 
 
 class MinHashConfig(StrictModel):
@@ -54,7 +57,12 @@ class DedupConfig(StrictModel):
                                 "nothing, so every removed document is a near duplicate of its duplicate_of. "
                                 "components: connected components of all (verified) pairs, one kept per component "
                                 "(A~B~C removes C for A even when A and C differ)")
-    buckets: int = Field(16, ge=1, description="band keys are hash-partitioned into this many shuffle files")
+    buckets: int | Literal["auto"] = Field(
+        "auto", ge=1, description="band keys are hash-partitioned into this many shuffle files, one reduce task "
+                                  "each; auto: one per input shard, at least 16, rounded up to a power of two "
+                                  "(each reduce handles about one shard's band keys whatever the corpus size, and "
+                                  "adding a few inputs rarely changes it, which would rerun every map); with "
+                                  "`against`, the earlier release's number (keys must land in the same buckets)")
     against: list[str] = Field(default_factory=list,
                                description="earlier releases (folders or globs) whose documents are already "
                                            "shipped; a glob expands to the finished releases it matches, never "
@@ -62,4 +70,11 @@ class DedupConfig(StrictModel):
     max_union_find_edges: int = Field(5_000_000, ge=0, description="above this many edges, clusters are found "
                                                                    "out of core (DuckDB: label propagation for "
                                                                    "components; for anchored a sorted stream of "
-                                                                   "edges, only the removed ids in memory)")
+                                                                   "edges, only the removed ids in memory). The "
+                                                                   "cluster step's Python side still holds every "
+                                                                   "candidate pair and the metadata of the "
+                                                                   "documents in them: its memory follows the "
+                                                                   "number of duplicates, not of documents")
+    memory: SpillConfig = Field(SpillConfig(), description="DuckDB memory of the reduce and cluster steps (beyond "
+                                                           "it they spill to disk); changing it reruns nothing",
+                                json_schema_extra=NOT_FINGERPRINTED)

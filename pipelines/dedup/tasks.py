@@ -4,23 +4,26 @@ map     OUT/dedup/_sig/part-N.parquet (id, exact key, length, words[, shingles])
         hash-partitioned to OUT/dedup/_bands/bucket-B/part-N.parquet (the shuffle through storage)
 reduce  per bucket: documents sharing a (band, key) -> candidate pairs, _edges/bucket-B: an exact-text
         group is a star to its first member; a MinHash group pairs each member with up to the group's
-        first `max_pairs_per_member` members (earlier releases first, then smallest ids)
+        first `max_pairs_per_member` members (earlier releases first, then smallest ids). One DuckDB
+        query under `memory` (spilling beyond it), streamed to the file: Python holds one batch
 cluster verification (exact shingle Jaccard >= verify_threshold; exact pairs need none), and
         `anchored`: documents visited in keep order, a kept one removes its near duplicates not yet
         removed that pass verification (a sorted stream of edges, each checked only when it can remove
         a document; only the removed ids are held), or `components`: connected
-        components (union-find in memory when the edges are few, else min-label propagation in DuckDB)
+        components (union-find in memory when the edges are few, else min-label propagation in DuckDB).
+        Its DuckDB has the same `memory`, but its Python side holds the candidate pairs and the metadata
+        (and shingles) of the documents in them: O(documents in candidate pairs), not O(corpus)
 apply   per input shard: documents removed become rejects with reason=duplicate, detail=exact|minhash
         and duplicate_of=<kept id>
 Documents of earlier releases named in `against` join the graph and are always the kept ones.
 """
 
+import contextlib
+import itertools
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines import io
 from pipelines.dedup import minhash
@@ -29,6 +32,7 @@ from pipelines.dedup.index import index_params
 from pipelines.documents import STATS_SCHEMA, reject
 from pipelines.phase import ShardOutputs, fingerprint_data
 from pipelines.shard_task import ApplyTask, Documents, OfShard, ShardTask
+from pipelines.spill import duckdb_spilling
 from pipelines.stage import Upstream, bucket_name
 
 NAME = "dedup"
@@ -145,27 +149,60 @@ def _release_files(task, pattern: str) -> list[tuple[str, list[str]]]:
     return [(prefix, files) for prefix, files in found if files]
 
 
-def run_reduce(task: DedupGlobalTask) -> dict:
+def edges_query(task: DedupGlobalTask) -> str | None:
+    """The bucket's candidate pairs (a, b, exact), a < b, sorted, as one DuckDB query (None: no band files).
+    Only (band, key) groups of two or more members are ranked by (origin, node); member i of this release
+    pairs with member 0 in an exact-text group, else with members j < min(i, max_pairs_per_member), each
+    pair once, exact if any exact-text group gave it. The pairs wanted are listed as (member, rank j) and
+    joined on the rank, so a group of n costs n x max_pairs_per_member rows, not n^2."""
     selects = [f"SELECT band, key, {0 if prefix else 1} AS origin, '{prefix}' || id AS node "
                f"FROM read_parquet({io.sql_list(files)})"
                for prefix, files in _release_files(task, f"_bands/{task.part}/*.parquet")]
+    if not selects:
+        return None
     k = task.cfg.minhash.max_pairs_per_member
-    pairs: dict[tuple[str, str], bool] = {}  # (a, b), a < b -> found in an exact-text group
-    if selects:
-        groups = io.duckdb_cursor().execute(
-            f"SELECT band = {EXACT_BAND}, list(origin ORDER BY origin, node), list(node ORDER BY origin, node) "
-            f"FROM ({' UNION ALL '.join(selects)}) GROUP BY band, key HAVING count(*) > 1").fetchall()
-        for exact, origins, nodes in groups:
-            for i in range(1, len(nodes)):
-                if not origins[i]:
-                    continue  # both from earlier releases: already shipped, never compared
-                for a in nodes[: 1 if exact else min(i, k)]:
-                    if a != nodes[i]:
-                        pair = (a, nodes[i]) if a < nodes[i] else (nodes[i], a)
-                        pairs[pair] = pairs.get(pair, False) or exact
-    edges = [{"a": a, "b": b, "exact": exact} for (a, b), exact in sorted(pairs.items())]
-    io.write_table_atomic(_path(task.output, "_edges", f"{task.part}.parquet"), edges, EDGE_SCHEMA)
-    return {"dedup_reduce": {"edges": len(edges)}}
+    return f"""
+        WITH keys AS ({' UNION ALL '.join(selects)}),
+        shared AS (SELECT band, key FROM keys GROUP BY band, key HAVING count(*) > 1),
+        ranked AS (SELECT band, key, origin, node,
+                          row_number() OVER (PARTITION BY band, key ORDER BY origin, node) - 1 AS i
+                   FROM keys SEMI JOIN shared USING (band, key)),
+        wanted AS (SELECT band, key, node,
+                          unnest(range(CASE WHEN band = {EXACT_BAND} THEN 1 ELSE least(i, {k}) END)) AS j
+                   FROM ranked WHERE origin = 1 AND i >= 1)  -- earlier releases rank first: already shipped
+        SELECT least(w.node, r.node) AS a, greatest(w.node, r.node) AS b, bool_or(w.band = {EXACT_BAND}) AS exact
+        FROM wanted w JOIN ranked r ON r.band = w.band AND r.key = w.key AND r.i = w.j
+        WHERE w.node <> r.node GROUP BY ALL ORDER BY a, b"""
+
+
+def write_edges(con, query: str | None, path: str) -> int:
+    """Streams the query's rows into the edges file, a batch at a time (Python holds one batch)."""
+    batches = (b for b in con.sql(query).to_arrow_reader(io.GROUP_ROWS) if b.num_rows) if query else iter(())
+    first = next(batches, None)
+    if first is None:  # no pairs: the same bytes as an empty table written at once
+        return io.write_table_atomic(path, [], EDGE_SCHEMA)
+    sink = io.ParquetSink(path, EDGE_SCHEMA)
+    for batch in itertools.chain([first], batches):
+        sink.write_table(pa.Table.from_batches([batch]).cast(EDGE_SCHEMA))
+    return sink.commit()
+
+
+@contextlib.contextmanager
+def _duckdb(task: DedupGlobalTask):
+    """The step's DuckDB: capped at `memory`, spilling beyond it, and reading the releases' files on fsspec
+    storage (s3://) too."""
+    from pipelines.stats import register_filesystem  # stats imports the registry, which imports this stage
+
+    with duckdb_spilling(task.cfg.memory) as con:
+        for release in (task.output, *task.cfg.against):
+            register_filesystem(con, release)
+        yield con
+
+
+def run_reduce(task: DedupGlobalTask) -> dict:
+    with _duckdb(task) as con:
+        edges = write_edges(con, edges_query(task), _path(task.output, "_edges", f"{task.part}.parquet"))
+    return {"dedup_reduce": {"edges": edges}}
 
 
 def _union_find(edges: list[tuple[str, str]]) -> dict[str, str]:
@@ -310,7 +347,12 @@ def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -
 
 
 def run_cluster(task: DedupGlobalTask) -> dict:
-    con, cfg = duckdb.connect(), task.cfg
+    with _duckdb(task) as con:
+        return _cluster(con, task)
+
+
+def _cluster(con, task: DedupGlobalTask) -> dict:
+    cfg = task.cfg
     # this configuration's buckets only: a release rerun with fewer buckets keeps the old files
     edge_files = [_path(task.output, "_edges", f"{bucket_name(b)}.parquet") for b in range(cfg.buckets)]
     edges = [(a, b, exact) for a, b, exact in con.execute(
@@ -357,9 +399,9 @@ class DedupApplyTask(ApplyTask):
 
     def run(self) -> dict:
         out, part = self.shard.output, self.part
-        removed = {r["id"]: r for r in pq.read_table(_path(out, "_clusters", "clusters.parquet"),
-                                                     filters=[("part", "=", part)]).to_pylist()}
-        empty = {r["id"] for r in pq.read_table(_path(out, "_sig", f"{part}.parquet"), columns=["id", "words"])
+        removed = {r["id"]: r for r in io.read_table(_path(out, "_clusters", "clusters.parquet"),
+                                             filters=[("part", "=", part)]).to_pylist()}
+        empty = {r["id"] for r in io.read_table(_path(out, "_sig", f"{part}.parquet"), columns=["id", "words"])
                  .to_pylist() if r["words"] == 0}
         docs = Documents(self.shard, self.upstream.stage)  # a source read twice: its errors were kept by map
         outputs = ShardOutputs(self.shard, NAME, docs.schema())

@@ -3,6 +3,7 @@ clusters and weight search), as features per shard -> one global plan -> apply p
 
 from pipelines import io
 from pipelines.errors import ConfigError
+from pipelines.mixture.clusters import AssignTask, KmeansTask
 from pipelines.mixture.config import MixtureConfig
 from pipelines.mixture.tasks import NAME, MixtureApplyTask, MixtureMapTask, MixturePlanTask
 from pipelines.report_parts import docs, esc, example, grouped_bars, input_view, png, pyplot, table, views
@@ -18,7 +19,10 @@ def phases(ctx: PhaseContext) -> list[Phase]:
                                 cfg.climb is not None) for s in ctx.shards]
     inputs = tuple((s, ctx.upstream[s.part].stage) for s in ctx.shards)
     ctx.upstream.update({a.part: Upstream(NAME, a.plan_fingerprint) for a in applies})
-    return [Phase("mixture features", (NAME,), maps),
+    clusters = [Phase("mixture kmeans", (NAME,), [KmeansTask(ctx.release.output, cfg, features_fingerprint,
+                                                             tuple(s.part for s in ctx.shards))]),
+                Phase("mixture assign", (NAME,), [AssignTask(s, cfg, features_fingerprint) for s in ctx.shards])]
+    return [Phase("mixture features", (NAME,), maps), *(clusters if cfg.climb is not None else []),
             Phase("mixture plan", (NAME,), [MixturePlanTask(ctx.release.output, cfg, features_fingerprint, inputs)]),
             Phase("mixture", (NAME,), applies)]
 

@@ -14,7 +14,6 @@ from pipelines.mixture.config import ClimbConfig, SearchConfig
 
 @dataclass
 class Clusters:
-    assignment: np.ndarray  # per document: its k-means cluster
     centroids: np.ndarray  # (k, dim)
     super_of: dict[int, int]  # k-means cluster -> super-cluster (merged); pruned clusters are absent
     quality: dict[int, float] = field(default_factory=dict)  # mean of the prune column per cluster
@@ -24,38 +23,50 @@ class Clusters:
         return f"c{self.super_of[cluster]:03d}" if cluster in self.super_of else "pruned"
 
 
-def kmeans(vectors: np.ndarray, k: int, cfg: ClimbConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(assignment, centroids): faiss k-means trained on a seeded sample, applied to every vector."""
+def training_rows(n: int, cfg: ClimbConfig) -> np.ndarray:
+    """Positions (sorted) of the seeded sample k-means is trained on, among n documents in (part, id) order."""
+    if n <= cfg.train_sample:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.train_sample, replace=False))
+
+
+def train(vectors: np.ndarray, k: int, cfg: ClimbConfig) -> np.ndarray:
+    """The centroids (k, dim) of faiss k-means trained on `vectors` (the training sample)."""
     import faiss
 
     faiss.omp_set_num_threads(1)  # the same float sums in the same order: reproducible centroids
-    rng = np.random.default_rng(cfg.seed)
-    if len(vectors) <= cfg.train_sample:
-        train = vectors
-    else:
-        train = vectors[np.sort(rng.choice(len(vectors), cfg.train_sample, replace=False))]
     model = faiss.Kmeans(vectors.shape[1], k, niter=cfg.iterations, seed=cfg.seed + 1, verbose=False,
                          min_points_per_centroid=1, max_points_per_centroid=1 << 30)
-    model.train(np.ascontiguousarray(train, dtype=np.float32))
-    _, labels = model.index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
-    return labels[:, 0].astype(np.int64), model.centroids.copy()
+    model.train(np.ascontiguousarray(vectors, dtype=np.float32))
+    return model.centroids.copy()
 
 
-def build_clusters(vectors: np.ndarray, quality: np.ndarray | None, cfg: ClimbConfig) -> Clusters:
-    notes = []
-    k = cfg.clusters
-    if len(vectors) < k:
-        notes.append(f"{len(vectors)} documents for {k} clusters: k reduced to {max(len(vectors), 1)}")
-        k = max(len(vectors), 1)
-    if len(vectors) == 0:
-        return Clusters(np.zeros(0, dtype=np.int64), np.zeros((0, vectors.shape[1])), {}, notes=notes)
-    assignment, centroids = kmeans(vectors, k, cfg)
-    present = sorted(set(assignment.tolist()))
-    if len(present) < k:
-        notes.append(f"{k - len(present)} of {k} clusters received no document")
-    means = {c: float(np.nanmean(quality[assignment == c])) if quality is not None else float("nan") for c in present}
+def assign(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The nearest centroid of each vector (L2)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    _, labels = index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
+    return labels[:, 0].astype(np.int64)
+
+
+def kmeans(vectors: np.ndarray, k: int, cfg: ClimbConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(assignment, centroids) of vectors held in memory (the release trains and assigns per shard)."""
+    centroids = train(vectors[training_rows(len(vectors), cfg)], k, cfg)
+    return assign(vectors, centroids), centroids
+
+
+def build_clusters(centroids: np.ndarray, means: dict[int, float], cfg: ClimbConfig,
+                   notes: list[str] | None = None) -> Clusters:
+    """Prune and merge the clusters that received documents (`means`: cluster -> mean of the prune column)."""
+    notes = list(notes or [])
+    present = sorted(means)
+    if len(present) < len(centroids):
+        notes.append(f"{len(centroids) - len(present)} of {len(centroids)} clusters received no document")
     kept = present
-    if cfg.prune is not None:
+    if cfg.prune is not None and present:
         kept = [c for c in present if means[c] >= cfg.prune.min]
         if not kept:
             best = max(means.values())
@@ -64,7 +75,7 @@ def build_clusters(vectors: np.ndarray, quality: np.ndarray | None, cfg: ClimbCo
         if len(kept) < len(present):
             notes.append(f"{len(present) - len(kept)} clusters pruned: mean {cfg.prune.column} < {cfg.prune.min}")
     super_of = merge(centroids, kept, cfg.merge_distance)
-    return Clusters(assignment, centroids, super_of, means, notes)
+    return Clusters(centroids, super_of, means, notes)
 
 
 def merge(centroids: np.ndarray, kept: list[int], distance: float | None) -> dict[int, int]:

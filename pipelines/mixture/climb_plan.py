@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import io
-from pipelines.mixture import climb, sampling
+from pipelines.mixture import climb
+from pipelines.mixture.clusters import read_centroids
 from pipelines.mixture.config import MixtureConfig
 from pipelines.mixture.proxy import CommandProxy, NgramProxy, command_workdir
 from pipelines.sample import sample_texts
@@ -23,19 +24,6 @@ HISTORY_SCHEMA = pa.schema([("iteration", pa.int64()), ("run", pa.int64()), ("we
                             ("objective", pa.float64()), ("predicted", pa.float64()), ("status", pa.string())])
 EXAMPLES = 3
 TERM_DOCS = 50  # documents per cluster whose words give its top terms
-
-
-def _embeddings(output: str, inputs, features: pa.Table) -> np.ndarray:
-    """The embedding of every row of `features` (sorted by part, id)."""
-    by_id = {}
-    for shard, _ in inputs:
-        table = io.read_table(io.join(output, "mixture", "_embeddings", f"{shard.part}.parquet"))
-        for i, blob in zip(table.column("id").to_pylist(), table.column("embedding").to_pylist()):
-            by_id[(shard.part, i)] = blob
-    rows = [by_id[key] for key in zip(features.column("part").to_pylist(), features.column("id").to_pylist())]
-    if not rows:
-        return np.zeros((0, 8), dtype=np.float32)
-    return np.frombuffer(b"".join(rows), dtype="<f2").reshape(len(rows), -1).astype(np.float32)
 
 
 def _texts(inputs, wanted: dict[str, set[str]]) -> dict[tuple[str, str], str]:
@@ -61,90 +49,112 @@ def _top_terms(texts: list[str], background: Counter, total: int, n: int = 8) ->
     return [w for w, _ in sorted(lift.items(), key=lambda x: (-x[1], x[0]))[:n]]
 
 
-def searched_clusters(keys: list[str], excluded: list[str | None], tokens: np.ndarray,
-                      shares: str) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(candidate mask, cluster keys the search weighs, their tokens for its prior). Only candidates
-    (documents `where` keeps, in clusters not pruned) can be selected: the search weighs the clusters
-    that have some, its proxies train on them, and its prior counts tokens as `shares` says (DataMan's
-    rule, as the plan does)."""
-    candidate = np.array([e is None for e in excluded], dtype=bool)
-    counted = candidate if shares == "after_where" else np.ones(len(keys), dtype=bool)
-    key_array = np.array(keys, dtype=object)
-    kept = sorted(set(key_array[candidate].tolist()) - {"pruned"})
-    return candidate, kept, np.array([tokens[(key_array == k) & counted].sum() for k in kept], dtype=float)
+def searched_clusters(totals: dict[str, tuple[int, int, int]], shares: str) -> tuple[list[str], np.ndarray]:
+    """(cluster keys the search weighs, their tokens for its prior), from key -> (candidates, candidate
+    tokens, tokens). Only candidates (documents `where` keeps, in clusters not pruned) can be selected:
+    the search weighs the clusters that have some, its proxies train on them, and its prior counts tokens
+    as `shares` says (DataMan's rule, as the plan does)."""
+    kept = sorted(k for k, (candidates, _, _) in totals.items() if candidates and k != "pruned")
+    column = 1 if shares == "after_where" else 2
+    return kept, np.array([totals[k][column] for k in kept], dtype=float)
 
 
-def plan_clusters(output: str, inputs: tuple[tuple[ShardTask, str | None], ...], features: pa.Table,
-                  cfg: MixtureConfig) -> tuple[pa.Table, dict[str, float], dict]:
-    """(features with `cluster` and pruned documents excluded, weights per cluster key, mixture report)."""
-    c = cfg.climb
-    vectors = _embeddings(output, inputs, features)
-    quality = features.column("quality").to_numpy(zero_copy_only=False).astype(float) if c.prune else None
-    clusters = climb.build_clusters(vectors, quality, c)
-    keys = [clusters.key(int(a)) for a in clusters.assignment]
-    excluded = [e if k != "pruned" else "pruned_cluster"
-                for e, k in zip(features.column("excluded_by").to_pylist(), keys)]
-    features = features.set_column(features.schema.get_field_index("excluded_by"), "excluded_by",
-                                   pa.array(excluded, pa.string()))
-    features = features.append_column("cluster", pa.array(keys, pa.string()))
-    tokens = features.column("tokens").to_numpy(zero_copy_only=False)
-    candidate, kept, pool_tokens = searched_clusters(keys, excluded, tokens, cfg.shares)
+def _first(con, clusters: list[int], n: int, where: str = "true") -> dict[int, list[tuple]]:
+    """cluster -> its first n documents (part, id, candidate, tokens) in the seeded order (ties by part, id)."""
+    if not clusters:
+        return {}
+    con.register("wanted_clusters", pa.table({"kmeans": pa.array(clusters, pa.int64())}))
+    key = "{'k': climb_key, 'p': part, 'i': id}"
+    found = con.execute(f"SELECT kmeans, min_by({{'p': part, 'i': id, 'c': excluded_by IS NULL, 't': tokens}}, {key}, "
+                        f"{n}) FROM assigned WHERE kmeans IN (SELECT kmeans FROM wanted_clusters) AND {where} "
+                        "GROUP BY kmeans").fetchall()
+    con.unregister("wanted_clusters")
+    return {c: [(r["p"], r["i"], r["c"], r["t"]) for r in rows] for c, rows in found}
 
-    # per cluster: documents in a seeded order (the proxies' training pools, the examples, the terms)
-    ids, parts = features.column("id").to_pylist(), features.column("part").to_pylist()
-    order = np.argsort(sampling.seeded_keys(ids, c.seed), kind="stable")
-    members: dict[int, list[int]] = {}
-    for i in order:
-        members.setdefault(int(clusters.assignment[i]), []).append(int(i))
-    chars_needed = c.search.proxy.train_chars if c.search else 0
-    wanted: dict[str, set[str]] = {}
-    for rows in members.values():
-        for i in rows[:TERM_DOCS]:
-            wanted.setdefault(parts[i], set()).add(ids[i])
-    texts = _texts(inputs, wanted)
-    pools = {}
-    if c.search:  # enough text per kept cluster for a proxy sample made only of it
-        more: dict[str, set[str]] = {}
-        for cluster, rows in members.items():
-            if clusters.key(cluster) == "pruned":
-                continue
-            chars = 0
-            for i in rows:
+
+def _pools(con, clusters: list[int], chars_needed: int, heads: dict[int, list[tuple]]) -> dict[int, list[tuple]]:
+    """cluster -> the candidates its proxies train on, in the seeded order: as many as give `chars_needed`
+    characters (a token is ~4 characters: a little more than needed), and at least those among its first
+    TERM_DOCS documents (their texts are read anyway)."""
+    pools, todo, n = {}, list(clusters), 256
+    while todo:
+        found = _first(con, todo, n, "excluded_by IS NULL")
+        todo = []
+        for cluster, rows in found.items():
+            chars, take = 0, 0
+            for _, _, _, t in rows:
                 if chars >= chars_needed:
                     break
-                if not candidate[i]:
-                    continue
-                more.setdefault(parts[i], set()).add(ids[i])
-                chars += int(tokens[i]) * 4  # a token is ~4 characters: read a little more than needed
-        texts.update(_texts(inputs, more))
-        for k in kept:
-            pools[k] = [texts[(parts[i], ids[i])] for cl, rows in sorted(members.items()) if clusters.key(cl) == k
-                        for i in rows if candidate[i] and (parts[i], ids[i]) in texts]
+                take, chars = take + 1, chars + t * 4
+            if take == len(rows) == n and chars < chars_needed:
+                todo.append(cluster)  # more are needed: ask for 4 times as many
+                continue
+            take = max(take, sum(c for _, _, c, _ in heads.get(cluster, [])))
+            pools[cluster] = rows[:take]
+        n *= 4
+    return pools
 
+
+def plan_clusters(con, output: str, inputs: tuple[tuple[ShardTask, str | None], ...],
+                  cfg: MixtureConfig) -> tuple[dict[str, float], dict]:
+    """(weights per cluster key, mixture report), and the view `clustered` of the documents with their
+    `cluster` key (pruned ones excluded as `pruned_cluster`) for the plan's selection."""
+    c = cfg.climb
+    files = [io.join(output, "mixture", "_assigned", f"{shard.part}.parquet") for shard, _ in inputs]
+    con.execute(f"CREATE OR REPLACE VIEW assigned AS SELECT * EXCLUDE (cluster), cluster AS kmeans "
+                f"FROM read_parquet({io.sql_list(files)})")
+    centroids, notes = read_centroids(output)
+    per = con.execute("SELECT kmeans, count(*), sum(tokens), avg(quality) FILTER (WHERE NOT isnan(quality)) FROM "
+                      "assigned GROUP BY kmeans ORDER BY kmeans").fetchall()
+    sizes = {k: (int(d), int(t)) for k, d, t, _ in per}
+    clusters = climb.build_clusters(centroids, {k: float("nan") if q is None else float(q) for k, *_, q in per},
+                                    c, notes)
+    present = sorted(sizes)
+    con.register("cluster_keys", pa.table({"kmeans": pa.array(present, pa.int64()),
+                                           "cluster": pa.array([clusters.key(k) for k in present], pa.string())}))
+    con.execute("CREATE OR REPLACE VIEW clustered AS SELECT a.* REPLACE (CASE WHEN k.cluster = 'pruned' THEN "
+                "'pruned_cluster' ELSE a.excluded_by END AS excluded_by), k.cluster FROM assigned a "
+                "JOIN cluster_keys k USING (kmeans)")
+    totals = {k: (int(n), int(ct or 0), int(t)) for k, n, ct, t in con.execute(
+        "SELECT cluster, count(*) FILTER (excluded_by IS NULL), sum(tokens) FILTER (excluded_by IS NULL), "
+        "sum(tokens) FROM clustered GROUP BY cluster").fetchall()}
+    kept, pool_tokens = searched_clusters(totals, cfg.shares)
+
+    # per cluster: documents in a seeded order (the proxies' training pools, the examples, the terms)
+    heads = _first(con, present, TERM_DOCS)
+    pools = _pools(con, [k for k in present if clusters.key(k) != "pruned"], c.search.proxy.train_chars,
+                   heads) if c.search else {}
+    wanted: dict[str, set[str]] = {}
+    for rows in [*heads.values(), *pools.values()]:
+        for part, i, *_ in rows:
+            wanted.setdefault(part, set()).add(i)
+    texts = _texts(inputs, wanted)
     if cfg.weights is not None:
         weights, history, predicted = dict(cfg.weights), [], None
     elif c.search is None or len(kept) < 2:
         weights, history, predicted = dict(zip(kept, (pool_tokens / max(pool_tokens.sum(), 1)).tolist())), [], None
     else:
-        proxy = _proxy(output, cfg, [pools[k] for k in kept], kept)
+        trained = {k: [texts[(p, i)] for cl in sorted(pools) if clusters.key(cl) == k for p, i, *_ in pools[cl]
+                       if (p, i) in texts] for k in kept}
+        proxy = _proxy(output, cfg, [trained[k] for k in kept], kept)
         found = climb.search(pool_tokens, proxy, c.search)
         weights, history, predicted = dict(zip(kept, found["weights"])), found["history"], found["predicted"]
 
+    examples = dict(con.execute(f"SELECT kmeans, min_by(id, {{'s': -similarity, 'k': climb_key, 'p': part, 'i': id}}, "
+                                f"{EXAMPLES}) FROM assigned GROUP BY kmeans").fetchall())
     background = Counter(w for t in texts.values() for w in set(t.lower().split()))
     rows = []
-    for cluster in sorted(members):
-        member_rows = members[cluster]
-        near = sorted(member_rows, key=lambda i: -float(vectors[i] @ clusters.centroids[cluster]))[:EXAMPLES]
-        rows.append({"cluster": cluster, "stratum": clusters.key(cluster), "docs": len(member_rows),
-                     "tokens": int(tokens[member_rows].sum()), "quality_mean": clusters.quality.get(cluster),
+    for cluster in present:
+        rows.append({"cluster": cluster, "stratum": clusters.key(cluster), "docs": sizes[cluster][0],
+                     "tokens": sizes[cluster][1], "quality_mean": clusters.quality.get(cluster),
                      "pruned": clusters.key(cluster) == "pruned",
                      "centroid": clusters.centroids[cluster].astype(np.float32).tolist(),
-                     "top_terms": _top_terms([texts.get((parts[i], ids[i]), "") for i in member_rows[:TERM_DOCS]],
+                     "top_terms": _top_terms([texts.get((p, i), "") for p, i, *_ in heads[cluster]],
                                              background, len(texts)),
-                     "examples": [ids[i] for i in near]})
+                     "examples": examples[cluster]})
     io.write_table_atomic(io.join(output, "mixture", "clusters.parquet"), rows, CLUSTER_SCHEMA)
     io.write_table_atomic(io.join(output, "mixture", "history.parquet"), history, HISTORY_SCHEMA)
-    report = {"clusters": {"k": c.clusters, "non_empty": len(members), "kept": len(kept),
+    report = {"clusters": {"k": c.clusters, "non_empty": len(present), "kept": len(kept),
                            "pruned": sum(r["pruned"] for r in rows), "notes": clusters.notes},
               "weights": {k: round(float(w), 6) for k, w in sorted(weights.items())},
               "objective": {"predicted": predicted,
@@ -153,7 +163,7 @@ def plan_clusters(output: str, inputs: tuple[tuple[ShardTask, str | None], ...],
                             "failed_runs": sum(h["objective"] is None for h in history)},
               "history": history}
     _plot(output, rows, weights)
-    return features, weights, report
+    return weights, report
 
 
 def _proxy(output: str, cfg: MixtureConfig, pools: list[list[str]], keys: list[str]):

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from pipelines.readers import SourceConfig
+from pipelines.spill import NOT_FINGERPRINTED, SpillConfig
 from pipelines.stages.select import ScoreColumn, SelectRule
 from scorers._config import StrictModel
 from scorers.embed import EmbedConfig
@@ -124,6 +125,10 @@ class MixtureConfig(StrictModel):
                                                                "web/medicine) -> weight")
     upsample: bool = Field(True, description="false: a short stratum stays short (the shortfall is recorded)")
     seed: int = Field(0, description="seed of the sampling and the tie-breaks")
+    memory: SpillConfig = Field(SpillConfig(), json_schema_extra=NOT_FINGERPRINTED,
+                                description="the plan's DuckDB: its memory limit and spill folder (the plan "
+                                            "holds one batch of documents in Python, CLIMB's k-means its "
+                                            "`train_sample`)")
 
     @field_validator("where")
     @classmethod

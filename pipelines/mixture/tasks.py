@@ -1,10 +1,13 @@
-"""The mixture phase as runner tasks: features per shard, one global plan, apply per shard.
+"""The mixture phase as runner tasks: features per shard, (CLIMB: k-means, assign per shard, see
+clusters.py), one global plan, apply per shard.
 
 features  OUT/mixture/_features/part-N.parquet: per document its id, source, domain, token count
-          (with the release's tokenizer), whether it passes `where`, and its top-k order score
+          (with the release's tokenizer), whether it passes `where`, its top-k order score and its
+          seeded tie-break key
 plan      OUT/mixture/_plan/: the stratum of every document, each stratum's pool tokens, weight, target
           and what was taken (strata.parquet, plan.json), and the copies of each selected document
-          (selection.parquet; more than one copy = upsampled)
+          (selection.parquet, sorted by part and id; more than one copy = upsampled). It runs in DuckDB
+          under `memory` (plan.py): its memory does not grow with the release
 apply     per shard: selected documents written `copies` times in their upstream order; the others
           become rejects (`where.<column>` or `over_budget`). Stats count `upsampled` rows, so the
           funnel still adds up: docs_in + upsampled = docs_out + rejected + errors.
@@ -12,17 +15,17 @@ apply     per shard: selected documents written `copies` times in their upstream
 
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines import io
 from pipelines.documents import reject
 from pipelines.mixture import sampling
 from pipelines.mixture.climb_plan import plan_clusters
 from pipelines.mixture.config import MixtureConfig
+from pipelines.mixture.plan import SELECTION_SCHEMA, select
 from pipelines.phase import ShardOutputs, fingerprint_data
 from pipelines.shard_task import Documents, OfShard, ShardTask
+from pipelines.spill import duckdb_spilling
 from pipelines.stage import Upstream
 from pipelines.stages.select import SelectRule, outside
 from scorers.embed import embed
@@ -32,15 +35,14 @@ from tokenize_stage.tokenizers import load_tokenizer
 NAME = "mixture"
 FEATURE_SCHEMA = pa.schema([("id", pa.string()), ("part", pa.string()), ("source", pa.string()),
                             ("domain", pa.string()), ("tokens", pa.int64()), ("excluded_by", pa.string()),
-                            ("order_score", pa.float64()), ("quality", pa.float64())])
+                            ("order_score", pa.float64()), ("quality", pa.float64()), ("tiebreak", pa.uint64())])
 EMBEDDING_SCHEMA = pa.schema([("id", pa.string()), ("embedding", pa.binary())])  # float16, little-endian
-SELECTION_SCHEMA = pa.schema([("id", pa.string()), ("part", pa.string()), ("stratum", pa.string()),
-                              ("copies", pa.int64()), ("reason", pa.string())])
 STRATA_SCHEMA = pa.schema([("stratum", pa.string()), ("pool_docs", pa.int64()), ("pool_tokens", pa.int64()),
                            ("weight", pa.float64()), ("target_tokens", pa.float64()), ("candidates", pa.int64()),
                            ("candidate_tokens", pa.int64()), ("selected_docs", pa.int64()),
                            ("selected_tokens", pa.int64()), ("upsampled_copies", pa.int64()),
                            ("shortfall_tokens", pa.int64())])
+SELECTION_GROUP = 65_536  # rows per row group of selection.parquet: apply reads its part's groups only
 
 
 def _path(output: str, *parts: str) -> str:
@@ -67,7 +69,7 @@ class MixtureMapTask(OfShard):
 
     def fingerprint(self) -> str:
         return io.sha256_json({"upstream": self.upstream.fingerprint, "mixture": fingerprint_data(self.cfg),
-                               "tokenizer": self.tokenizer})
+                               "tokenizer": self.tokenizer, "features": 2})  # 2: with the tie-break key
 
     def run(self) -> dict:
         out, cfg, part = self.shard.output, self.cfg, self.part
@@ -88,11 +90,13 @@ class MixtureMapTask(OfShard):
             if embed_now:
                 vectors += [{"id": d["id"], "embedding": v.astype("<f2").tobytes()}
                             for d, v in zip(batch, embed(texts, climb.embed))]
-            for doc, n in zip(batch, counts):
+            tiebreak = sampling.seeded_keys([d["id"] for d in batch], cfg.seed).tolist()
+            for doc, n, key in zip(batch, counts, tiebreak):
                 rows.append({"id": doc["id"], "part": part, "source": doc.get("source"), "domain": doc.get("domain"),
                              "tokens": n, "excluded_by": excluded_by(doc, cfg.where),
                              "order_score": float(sum(doc.get(c) or 0 for c in cfg.top_k_by)) if cfg.top_k_by else None,
-                             "quality": doc.get(climb.prune.column) if climb and climb.prune else None})
+                             "quality": doc.get(climb.prune.column) if climb and climb.prune else None,
+                             "tiebreak": key})
         docs.close()
         token_ids.commit()
         if embed_now:
@@ -141,7 +145,7 @@ class MixtureApplyTask(OfShard):
         return self.plan_fingerprint
 
     def run(self) -> dict:
-        chosen = {r["id"]: r for r in pq.read_table(_path(self.shard.output, "_plan", "selection.parquet"),
+        chosen = {r["id"]: r for r in io.read_table(_path(self.shard.output, "_plan", "selection.parquet"),
                                                      filters=[("part", "=", self.part)]).to_pylist()}
         docs = Documents(self.shard, self.upstream.stage)
         schema = docs.schema()
@@ -159,66 +163,22 @@ class MixtureApplyTask(OfShard):
         return {NAME: outputs.commit(docs_in=docs.count, upsampled=upsampled)}
 
 
-GLOBAL_STRATUM = "all"  # the key of every document when `strata` is empty
-
-
-def stratum_keys(features: pa.Table, strata: list[str]) -> list[str]:
-    if not strata:  # zip() of no columns would give no keys at all, and apply would miss every document
-        return [GLOBAL_STRATUM] * features.num_rows
-    columns = [features.column(s).to_pylist() for s in strata]
-    return ["/".join("none" if v is None else str(v) for v in values) for values in zip(*columns)]
-
-
-def plan(features: pa.Table, cfg: MixtureConfig) -> tuple[list[dict], list[dict]]:
-    """(selection rows, strata rows) for the documents in `features` (any row order: it is sorted here)."""
-    features = features.sort_by([("part", "ascending"), ("id", "ascending")])
-    keys = np.array(stratum_keys(features, cfg.strata), dtype=object)
-    ids = features.column("id").to_pylist()
-    parts = features.column("part").to_pylist()
-    tokens = features.column("tokens").to_numpy(zero_copy_only=False).astype(np.int64)
-    excluded = features.column("excluded_by").to_pylist()
-    candidate = np.array([e is None for e in excluded], dtype=bool)
-    order = features.column("order_score").to_numpy(zero_copy_only=False) if cfg.top_k_by else None
-    tiebreak = sampling.seeded_keys(ids, cfg.seed)
-    names = sorted(set(keys))
-    pool = {s: int(tokens[keys == s].sum()) for s in names}
-    # DataMan mixes the documents that pass its score filter: by default a stratum's share is counted
-    # over its candidates, so a stratum with few of them is not upsampled to its share of the raw input
-    counted = candidate if cfg.shares == "after_where" else np.ones(len(keys), dtype=bool)
-    shares = {s: int(tokens[(keys == s) & counted].sum()) for s in names}
-    wanted = sampling.targets(shares, cfg.budget_tokens, cfg.weights)
-    selection, strata = [], []
-    for n, stratum in enumerate(names):
-        index = np.flatnonzero((keys == stratum) & candidate)
-        copies = sampling.fill(tokens[index], None if order is None else order[index], tiebreak[index],
-                               wanted[stratum], cfg.upsample, seed=cfg.seed * 1_000_003 + n, max_copies=cfg.max_repeats)
-        selected_tokens = int((copies * tokens[index]).sum())
-        taken = dict(zip(index.tolist(), copies.tolist()))
-        for i in np.flatnonzero(keys == stratum):
-            c = taken.get(int(i), 0)
-            selection.append({"id": ids[i], "part": parts[i], "stratum": stratum, "copies": int(c),
-                              "reason": None if c else (excluded[i] or "over_budget")})
-        strata.append({"stratum": stratum, "pool_docs": int((keys == stratum).sum()), "pool_tokens": pool[stratum],
-                       "weight": wanted[stratum] / cfg.budget_tokens,
-                       "target_tokens": round(wanted[stratum], 3), "candidates": len(index),
-                       "candidate_tokens": int(tokens[index].sum()), "selected_docs": int((copies > 0).sum()),
-                       "selected_tokens": selected_tokens, "upsampled_copies": int(np.maximum(copies - 1, 0).sum()),
-                       "shortfall_tokens": max(0, int(np.ceil(wanted[stratum])) - selected_tokens)})
-    selection.sort(key=lambda r: (r["part"], r["id"]))
-    return selection, strata
-
-
 def run_plan(task: MixturePlanTask) -> dict:
-    out = task.output
-    files = [_path(out, "_features", f"{shard.part}.parquet") for shard, _ in task.inputs]
-    features = pa.concat_tables([io.read_table(f) for f in files]) if files else FEATURE_SCHEMA.empty_table()
-    features = features.sort_by([("part", "ascending"), ("id", "ascending")])
-    cfg = task.cfg
-    if cfg.climb is not None:
-        features, weights, climb_report = plan_clusters(out, task.inputs, features, cfg)
-        cfg = cfg.model_copy(update={"weights": weights})
-    selection, strata = plan(features, cfg)
-    io.write_table_atomic(_path(out, "_plan", "selection.parquet"), selection, SELECTION_SCHEMA)
+    out, cfg = task.output, task.cfg
+    selection = io.ParquetSink(_path(out, "_plan", "selection.parquet"), SELECTION_SCHEMA, group_rows=SELECTION_GROUP)
+    climb_report = None
+    with duckdb_spilling(cfg.memory) as con:
+        if not task.inputs:
+            con.register("documents", FEATURE_SCHEMA.empty_table())
+        elif cfg.climb is None:
+            files = [_path(out, "_features", f"{shard.part}.parquet") for shard, _ in task.inputs]
+            con.execute(f"CREATE VIEW documents AS SELECT * FROM read_parquet({io.sql_list(files)})")
+        else:
+            weights, climb_report = plan_clusters(con, out, task.inputs, cfg)
+            cfg = cfg.model_copy(update={"weights": weights})
+            con.execute("CREATE VIEW documents AS SELECT * FROM clustered")
+        strata = select(con, cfg, "documents", selection.write_table)
+    selection.commit()
     io.write_table_atomic(_path(out, "_plan", "strata.parquet"), strata, STRATA_SCHEMA)
     summary = {"budget_tokens": task.cfg.budget_tokens, "strata": task.cfg.strata,
                "selected_tokens": sum(s["selected_tokens"] for s in strata),
@@ -226,6 +186,6 @@ def run_plan(task: MixturePlanTask) -> dict:
                "short_strata": [s["stratum"] for s in strata
                                 if s["upsampled_copies"] or s["shortfall_tokens"] > 0.01 * s["target_tokens"]]}
     io.write_json_atomic(_path(out, "_plan", "plan.json"), summary)
-    if cfg.climb is not None:
+    if climb_report is not None:
         io.write_json_atomic(_path(out, "mixture.json"), {**climb_report, "sampled": summary})
     return {}
