@@ -115,9 +115,23 @@ class ReleaseConfig(StrictModel):
             raise ValueError(f"source names must be unique, repeated: {dupes}")
         return sources
 
+    def output_config(self) -> dict:
+        """The config as far as it determines the output bytes: not where or how it runs (runner, output,
+        settings marked not fingerprinted such as the global steps' memory limits)."""
+        return _determining(self, self.model_dump(mode="json", exclude={"runner", "output"}))
+
     def content_hash(self) -> str:
-        """Hash of what determines the output bytes (not where or how it runs)."""
-        return sha256_json(self.model_dump(mode="json", exclude={"runner", "output"}))
+        return sha256_json(self.output_config())
+
+
+def _determining(model: BaseModel, data: dict) -> dict:
+    for name, spec in type(model).model_fields.items():
+        value = getattr(model, name)
+        if (spec.json_schema_extra or {}).get("fingerprint") is False:
+            data.pop(name, None)
+        elif isinstance(value, BaseModel) and isinstance(data.get(name), dict):
+            _determining(value, data[name])
+    return data
 
 
 def _format_loc(loc: tuple) -> str:

@@ -37,6 +37,8 @@ def _type(annotation) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
+    if origin is typing.Annotated:  # e.g. Annotated[int, Field(ge=1)] inside a union
+        return _type(args[0]) + "".join(_bounds(m) for m in args[1:] if hasattr(m, "metadata"))
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type(a) for a in args)
     if isinstance(annotation, type) and issubclass(annotation, RootModel):

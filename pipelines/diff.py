@@ -43,7 +43,7 @@ def diff(a: str, b: str) -> dict:
         path = io.join(output, "manifest.json")
         if not io.exists(path):
             raise ReleaseError(f"{path}: no such file (is {output} a finished gristmill release?)")
-        stats.register_filesystem(con, path)
+        io.register_filesystem(con, path)
         try:
             con.execute(f"INSERT INTO manifest SELECT '{side}', json FROM read_json_objects({stats.sql_string(path)}, "
                         f"format='unstructured', maximum_object_size={1 << 30})")

@@ -256,6 +256,14 @@ def _duckdb() -> duckdb.DuckDBPyConnection:
     return duckdb.connect()
 
 
+def register_filesystem(con, path: str) -> None:
+    """Lets DuckDB read `path` when it is an fsspec URI (s3://, memory://, ...); once per protocol."""
+    fs, _ = fsspec.core.url_to_fs(path)
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if not {"file", "local"} & protocols and not protocols & set(con.list_filesystems()):
+        con.register_filesystem(fs)
+
+
 def sql_list(paths: list[str]) -> str:
     """A DuckDB list literal of paths (for read_parquet), quotes escaped."""
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"

@@ -254,7 +254,7 @@ def write_manifest(cfg: ReleaseConfig, shards: list[ShardTask]) -> dict:
     manifest = {
         "release": cfg.release,
         "gristmill_version": __version__,
-        "config": cfg.model_dump(mode="json", exclude={"runner", "output"}),
+        "config": cfg.output_config(),
         "config_sha256": cfg.content_hash(),
         "inputs": [{"part": t.part, "source": t.source.name, "path": t.input_file, "bytes": t.input_size}
                    for t in shards],

@@ -91,7 +91,7 @@ class Release:
         self.con = duckdb.connect()
         self.seed = "0"
         self._exists: dict[str, bool] = {}
-        stats.register_filesystem(self.con, output)
+        io.register_filesystem(self.con, output)
 
     def _enabled(self) -> set[str] | None:
         if self.manifest is None:

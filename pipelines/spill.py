@@ -2,12 +2,14 @@
 spilled to disk, so the step's peak memory follows the setting, not the number of documents."""
 
 import contextlib
+import os
 import shutil
 import tempfile
 
 import duckdb
 from pydantic import Field
 
+from pipelines import io
 from scorers._config import StrictModel
 
 NOT_FINGERPRINTED = {"fingerprint": False}  # how a step runs, not what it outputs: changing it reruns nothing
@@ -24,12 +26,17 @@ class SpillConfig(StrictModel):
 
 
 @contextlib.contextmanager
-def duckdb_spilling(cfg: SpillConfig):
+def duckdb_spilling(cfg: SpillConfig, *roots: str):
+    """The step's DuckDB, reading the files under `roots` on fsspec storage (s3://) too."""
+    if cfg.spill_dir:
+        os.makedirs(cfg.spill_dir, exist_ok=True)
     folder = tempfile.mkdtemp(prefix="gristmill-spill-", dir=cfg.spill_dir)
     settings = {"memory_limit": cfg.memory_limit, "temp_directory": folder}
     if cfg.threads:
         settings["threads"] = cfg.threads
     con = duckdb.connect(config=settings)
+    for root in roots:
+        io.register_filesystem(con, root)
     try:
         yield con
     finally:

@@ -8,7 +8,6 @@ padding); after a mixture stage `mixture` (per document: stratum, copies, reason
 """
 
 import duckdb
-import fsspec
 
 from pipelines import io
 from pipelines.registry import STAGES
@@ -24,7 +23,7 @@ def stage_names(output: str) -> list[str]:
 def connect(output: str) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the release's views registered."""
     con = duckdb.connect()
-    register_filesystem(con, output)
+    io.register_filesystem(con, output)
     for name, pattern in [("rejects", "*/_rejects/*.parquet"), ("errors", "*/_errors/*.parquet"),
                           ("stats", "*/_stats/*.parquet")]:
         _view(con, name, io.glob(output, pattern))
@@ -36,14 +35,6 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
         if files:
             _view(con, f"docs_{stage}", files)
     return con
-
-
-def register_filesystem(con, path: str) -> None:
-    """Lets DuckDB read `path` when it is an fsspec URI (s3://, memory://, ...); once per protocol."""
-    fs, _ = fsspec.core.url_to_fs(path)
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    if not {"file", "local"} & protocols and not protocols & set(con.list_filesystems()):
-        con.register_filesystem(fs)
 
 
 def sql_string(value: str) -> str:

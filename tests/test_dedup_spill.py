@@ -115,6 +115,7 @@ def many_shards(tmp_path: Path, name: str, shards: int, dedup: str = "{}") -> st
 
 def test_auto_buckets_follow_the_shards_and_the_earlier_release(tmp_path):
     assert load_config(many_shards(tmp_path, "one", 1)).stages.dedup.buckets == 16  # at least 16
+    assert load_config(many_shards(tmp_path, "named", 1, "{buckets: auto}")).stages.dedup.buckets == 16
     assert load_config(many_shards(tmp_path, "fixed", 40, "{buckets: 5}")).stages.dedup.buckets == 5
     big = load_config(many_shards(tmp_path, "big", 17))
     assert big.stages.dedup.buckets == 32  # one per shard, rounded up to a power of two

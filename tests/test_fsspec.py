@@ -22,6 +22,7 @@ sources:
 stages:
   extract: {}
   filter: {c4: {filter_no_terminal_punct: false}}
+  mixture: {budget_tokens: 5000, strata: [cluster], climb: {clusters: 2}}   # its plan reads through DuckDB
 """)
     cfg = load_config(str(config))
     run_release(cfg, progress=False)
@@ -29,5 +30,6 @@ stages:
     assert fs.exists("/bucket/releases/mem/filter/_SUCCESS.part-00001")
     f = stats.funnel(cfg.output)
     assert f["adds_up"] and f["kept"] > 0
+    assert fs.exists("/bucket/releases/mem/mixture/_plan/selection.parquet")
     log = run_release(cfg, progress=False)
-    assert log["skipped"] == 2
+    assert log["skipped"] == log["tasks"] == 10  # all done: 2 documents, 2 features, kmeans, 2 assign, plan, 2 apply

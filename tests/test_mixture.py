@@ -1,6 +1,7 @@
 """The mixture stage: budgeted sampling stratified by source/domain, top-k, upsampling, determinism."""
 
 import json
+from collections import Counter
 
 import duckdb
 import numpy as np
@@ -69,9 +70,19 @@ def plan(features: pa.Table, cfg: MixtureConfig, memory: SpillConfig | None = No
     """(selection rows, strata rows) of the plan's DuckDB selection over `features`."""
     written = []
     with duckdb_spilling(memory or SpillConfig()) as con:
-        con.register("features", features)
+        con.register("features", _with_rows(features))
         strata = plan_module.select(con, cfg, "features", written.append)
     return (pa.concat_tables(written).to_pylist() if written else []), strata
+
+
+def _with_rows(features: pa.Table) -> pa.Table:
+    """The features as the plan reads them: each row's position in its part (ids may repeat)."""
+    seen = Counter()
+    rows = []
+    for part in features.column("part").to_pylist():
+        rows.append(seen[part])
+        seen[part] += 1
+    return features.append_column("row_in_part", pa.array(rows, pa.int64()))
 
 
 def _reference(features: pa.Table, cfg: MixtureConfig) -> list[tuple[str, str, int]]:
@@ -100,13 +111,15 @@ def _reference(features: pa.Table, cfg: MixtureConfig) -> list[tuple[str, str, i
 
 def test_streamed_plan_selects_what_the_in_memory_fill_selects(monkeypatch):
     """Batches of 7 rows (strata and runs cut across batches), ties in score, NaN scores, zero-token and huge
-    documents, short strata (upsampled or not): the same copies as sampling.fill over each whole stratum."""
+    documents, short strata (upsampled or not), ids repeated in a part: the same copies, row for row, as
+    sampling.fill over each whole stratum."""
     monkeypatch.setattr(plan_module, "BATCH", 7)
     rng = np.random.default_rng(5)
-    for trial in range(12):
+    for trial in range(24):
         n = int(rng.integers(1, 120))
         scores = rng.choice([0.1, 0.5, 0.9, np.nan], n) if trial % 2 else rng.random(n)
-        rows = [{"id": f"d{rng.integers(10 ** 6)}-{i}", "part": f"part-{rng.integers(3):05d}",
+        ids = [f"d{rng.integers(4)}" if trial % 3 == 1 else f"d{rng.integers(10 ** 6)}-{i}" for i in range(n)]
+        rows = [{"id": ids[i], "part": f"part-{rng.integers(3):05d}",
                  "source": str(rng.choice(["a", "b", "c"])), "domain": rng.choice(["x", None]),
                  "tokens": int(rng.choice([0, 5, 50, 400, 5000])), "excluded_by": rng.choice([None, None, "where.q"]),
                  "order_score": float(scores[i]), "quality": None} for i in range(n)]
@@ -118,11 +131,12 @@ def test_streamed_plan_selects_what_the_in_memory_fill_selects(monkeypatch):
         features = _features(rows, cfg.seed)
         selection, strata = plan(features, cfg)
         assert [(r["part"], r["id"], r["copies"]) for r in selection] == _reference(features, cfg), trial
-        by = {}
-        for r in selection:
-            by[r["stratum"]] = by.get(r["stratum"], 0) + r["copies"] * next(
-                x["tokens"] for x in rows if x["id"] == r["id"])
-        assert {s["stratum"]: s["selected_tokens"] for s in strata} == {s["stratum"]: by.get(s["stratum"], 0)
+        assert len(selection) == n
+        order = features.sort_by([("part", "ascending"), ("id", "ascending")]).column("tokens").to_pylist()
+        by = Counter()
+        for r, tokens in zip(selection, order):
+            by[r["stratum"]] += r["copies"] * tokens
+        assert {s["stratum"]: s["selected_tokens"] for s in strata} == {s["stratum"]: by[s["stratum"]]
                                                                            for s in strata}
 
 
@@ -138,7 +152,7 @@ def test_plan_spills_under_a_small_memory_limit(tmp_path):
                          "tiebreak": sampling.seeded_keys(ids, 0)}, schema=FEATURE_SCHEMA)
     cfg = MixtureConfig(budget_tokens=n * 250)
     con = duckdb.connect(config={"memory_limit": "32MB", "temp_directory": "", "threads": 1})
-    con.register("features", features)
+    con.register("features", _with_rows(features))
     with pytest.raises(duckdb.OutOfMemoryException):
         plan_module.select(con, cfg, "features", lambda batch: None)
     small = SpillConfig(memory_limit="32MB", spill_dir=str(tmp_path), threads=1)

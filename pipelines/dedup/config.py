@@ -1,6 +1,6 @@
 """The dedup stage's config."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -57,8 +57,8 @@ class DedupConfig(StrictModel):
                                 "nothing, so every removed document is a near duplicate of its duplicate_of. "
                                 "components: connected components of all (verified) pairs, one kept per component "
                                 "(A~B~C removes C for A even when A and C differ)")
-    buckets: int | Literal["auto"] = Field(
-        "auto", ge=1, description="band keys are hash-partitioned into this many shuffle files, one reduce task "
+    buckets: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="band keys are hash-partitioned into this many shuffle files, one reduce task "
                                   "each; auto: one per input shard, at least 16, rounded up to a power of two "
                                   "(each reduce handles about one shard's band keys whatever the corpus size, and "
                                   "adding a few inputs rarely changes it, which would rerun every map); with "

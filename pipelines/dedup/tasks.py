@@ -18,7 +18,6 @@ apply   per input shard: documents removed become rejects with reason=duplicate,
 Documents of earlier releases named in `against` join the graph and are always the kept ones.
 """
 
-import contextlib
 import itertools
 from dataclasses import dataclass
 
@@ -187,20 +186,8 @@ def write_edges(con, query: str | None, path: str) -> int:
     return sink.commit()
 
 
-@contextlib.contextmanager
-def _duckdb(task: DedupGlobalTask):
-    """The step's DuckDB: capped at `memory`, spilling beyond it, and reading the releases' files on fsspec
-    storage (s3://) too."""
-    from pipelines.stats import register_filesystem  # stats imports the registry, which imports this stage
-
-    with duckdb_spilling(task.cfg.memory) as con:
-        for release in (task.output, *task.cfg.against):
-            register_filesystem(con, release)
-        yield con
-
-
 def run_reduce(task: DedupGlobalTask) -> dict:
-    with _duckdb(task) as con:
+    with duckdb_spilling(task.cfg.memory, task.output, *task.cfg.against) as con:
         edges = write_edges(con, edges_query(task), _path(task.output, "_edges", f"{task.part}.parquet"))
     return {"dedup_reduce": {"edges": edges}}
 
@@ -347,7 +334,7 @@ def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -
 
 
 def run_cluster(task: DedupGlobalTask) -> dict:
-    with _duckdb(task) as con:
+    with duckdb_spilling(task.cfg.memory, task.output, *task.cfg.against) as con:
         return _cluster(con, task)
 
 

@@ -6,12 +6,12 @@ from io import BytesIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines import io
 from pipelines.mixture import climb
 from pipelines.mixture.clusters import read_centroids
 from pipelines.mixture.config import MixtureConfig
+from pipelines.mixture.plan import rows_of
 from pipelines.mixture.proxy import CommandProxy, NgramProxy, command_workdir
 from pipelines.sample import sample_texts
 from pipelines.shard_task import Documents, ShardTask
@@ -34,7 +34,7 @@ def _texts(inputs, wanted: dict[str, set[str]]) -> dict[tuple[str, str], str]:
         if not ids:
             continue
         if upstream is not None:
-            table = pq.read_table(shard.path(upstream), columns=["id", "text"], filters=[("id", "in", sorted(ids))])
+            table = io.read_table(shard.path(upstream), columns=["id", "text"], filters=[("id", "in", sorted(ids))])
             rows = zip(table.column("id").to_pylist(), table.column("text").to_pylist())
         else:
             rows = ((d["id"], d.get("text")) for d in Documents(shard, None) if d["id"] in ids)
@@ -102,10 +102,13 @@ def plan_clusters(con, output: str, inputs: tuple[tuple[ShardTask, str | None], 
     c = cfg.climb
     files = [io.join(output, "mixture", "_assigned", f"{shard.part}.parquet") for shard, _ in inputs]
     con.execute(f"CREATE OR REPLACE VIEW assigned AS SELECT * EXCLUDE (cluster), cluster AS kmeans "
-                f"FROM read_parquet({io.sql_list(files)})")
+                f"FROM ({rows_of(files)})")
     centroids, notes = read_centroids(output)
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    con.execute("SET threads = 1")  # the mean quality summed in one order: the same bits on every run
     per = con.execute("SELECT kmeans, count(*), sum(tokens), avg(quality) FILTER (WHERE NOT isnan(quality)) FROM "
                       "assigned GROUP BY kmeans ORDER BY kmeans").fetchall()
+    con.execute(f"SET threads = {threads}")
     sizes = {k: (int(d), int(t)) for k, d, t, _ in per}
     clusters = climb.build_clusters(centroids, {k: float("nan") if q is None else float(q) for k, *_, q in per},
                                     c, notes)

@@ -22,7 +22,7 @@ from pipelines.documents import reject
 from pipelines.mixture import sampling
 from pipelines.mixture.climb_plan import plan_clusters
 from pipelines.mixture.config import MixtureConfig
-from pipelines.mixture.plan import SELECTION_SCHEMA, select
+from pipelines.mixture.plan import SELECTION_SCHEMA, rows_of, select
 from pipelines.phase import ShardOutputs, fingerprint_data
 from pipelines.shard_task import Documents, OfShard, ShardTask
 from pipelines.spill import duckdb_spilling
@@ -167,12 +167,12 @@ def run_plan(task: MixturePlanTask) -> dict:
     out, cfg = task.output, task.cfg
     selection = io.ParquetSink(_path(out, "_plan", "selection.parquet"), SELECTION_SCHEMA, group_rows=SELECTION_GROUP)
     climb_report = None
-    with duckdb_spilling(cfg.memory) as con:
+    with duckdb_spilling(cfg.memory, out) as con:
         if not task.inputs:
-            con.register("documents", FEATURE_SCHEMA.empty_table())
+            con.register("documents", FEATURE_SCHEMA.append(pa.field("row_in_part", pa.int64())).empty_table())
         elif cfg.climb is None:
             files = [_path(out, "_features", f"{shard.part}.parquet") for shard, _ in task.inputs]
-            con.execute(f"CREATE VIEW documents AS SELECT * FROM read_parquet({io.sql_list(files)})")
+            con.execute(f"CREATE VIEW documents AS {rows_of(files)}")
         else:
             weights, climb_report = plan_clusters(con, out, task.inputs, cfg)
             cfg = cfg.model_copy(update={"weights": weights})

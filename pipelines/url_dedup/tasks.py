@@ -164,10 +164,9 @@ class UrlMapTask(OfShard):
 
 
 def _connect(output: str) -> duckdb.DuckDBPyConnection:
-    from pipelines.stats import register_filesystem  # stats imports the registry, which imports this stage
 
     con = io.duckdb_cursor()
-    register_filesystem(con, output)
+    io.register_filesystem(con, output)
     return con
 
 
