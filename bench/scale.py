@@ -24,7 +24,8 @@ band keys shared, identical shingles so verification passes). Other documents ha
 
     .venv/bin/python bench/scale.py                          # N = 1e5, 1e6, 1e7 (stops growing N after a failure)
     .venv/bin/python bench/scale.py --sizes 1e5 --parts 16   # quick
-Options: --sizes, --parts (64), --memory-limit (1GB: the global steps' DuckDB memory_limit), --mem-gb
+Options: --sizes, --parts (64), --memory-limit (1GB: the global steps' DuckDB memory_limit), --duplicates
+(0.01: the share of documents in planted duplicate groups), --mem-gb
 (12: RLIMIT_AS of each phase's process, and it is killed when its RSS passes this), --timeout (480 s per
 phase), --phases, --work (bench/_work/scale). Results also
 go to bench/_work/scale.json.
@@ -79,9 +80,10 @@ def shards(out: str, parts: int):
 # ---------------------------------------------------------------- planted answers
 
 def planted_groups(n: int, seed: int = 7) -> list[np.ndarray]:
-    """Groups of 2-5 global document indices (sizes 2, 3, 4, 5 in turn), 1 % of the documents in all."""
+    """Groups of 2-5 global document indices (sizes 2, 3, 4, 5 in turn), --duplicates (1 %) of the documents
+    in all."""
     rng = np.random.default_rng(seed)
-    members = rng.choice(n, n // 100, replace=False)
+    members = rng.choice(n, int(n * float(os.environ.get("SCALE_DUPLICATES", "0.01"))), replace=False)
     groups, at, size = [], 0, 2
     while at + size <= len(members):
         groups.append(np.sort(members[at:at + size]))
@@ -334,6 +336,7 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=64)
     ap.add_argument("--buckets", type=int, default=16)
     ap.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit of every global step (1GB)")
+    ap.add_argument("--duplicates", default="0.01", help="share of the documents in planted duplicate groups")
     ap.add_argument("--mem-gb", type=float, default=12)
     ap.add_argument("--timeout", type=float, default=480)
     ap.add_argument("--phases", default=",".join(PHASES))
@@ -354,7 +357,8 @@ def main() -> None:
             found = run_phase(args.child, out, args.n, args.parts, args.buckets)
         Path(args.result).write_text(json.dumps(found))
         return
-    os.environ["SCALE_MEMORY_LIMIT"] = args.memory_limit  # the children read it
+    os.environ["SCALE_MEMORY_LIMIT"] = args.memory_limit  # the children read them
+    os.environ["SCALE_DUPLICATES"] = args.duplicates
     mem = int(args.mem_gb * 2**30)
     phases = [p.strip() for p in args.phases.split(",")]
     results, stopped = [], set()

@@ -4,6 +4,7 @@ import functools
 import glob as globlib
 import hashlib
 import io
+import itertools
 import json
 import os
 import uuid
@@ -136,6 +137,19 @@ class ParquetSink:
         self._fh.close()
         self.fs.mv(self._tmp, self._final)
         return self.count
+
+
+def write_batches(path: str, batches, schema: pa.Schema, group_rows: int = GROUP_ROWS) -> int:
+    """Streams Arrow record batches (e.g. a DuckDB result's reader) into a Parquet file, one batch held at a
+    time; with no rows, the same bytes as an empty table written at once. Returns the rows written."""
+    batches = (b for b in batches if b.num_rows)
+    first = next(batches, None)
+    if first is None:
+        return write_table_atomic(path, [], schema)
+    sink = ParquetSink(path, schema, group_rows)
+    for batch in itertools.chain([first], batches):
+        sink.write_table(pa.Table.from_batches([batch]).cast(schema))
+    return sink.commit()
 
 
 def iter_rows(path: str, batch_rows: int = 1000):

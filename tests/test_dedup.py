@@ -89,12 +89,17 @@ def test_keep_longest_and_verification(tmp_path):
     assert kept == {"a0"} and {dup for _, _, dup in removed.values()} == {"a0"}
 
 
-def test_out_of_core_components_match_union_find(tmp_path):
-    a = load_config(release(tmp_path, RECORDS, name="uf"))
-    b = load_config(release(tmp_path, RECORDS, "{max_union_find_edges: 0}", name="lp"))
+@pytest.mark.parametrize("settings", ["", "keep: longest, ", "cluster: components, "])
+def test_out_of_core_clusters_match_in_memory(tmp_path, settings):
+    """Past max_union_find_edges, anchored runs in DuckDB and components by label propagation: the same
+    documents removed, the same clusters file and the same statistics as in memory."""
+    a = load_config(release(tmp_path, RECORDS, f"{{{settings}}}", name="memory"))
+    b = load_config(release(tmp_path, RECORDS, f"{{{settings}max_union_find_edges: 0}}", name="disk"))
     run_release(a, progress=False)
     run_release(b, progress=False)
     assert outcome(Path(a.output)) == outcome(Path(b.output))
+    for name in ("_clusters/clusters.parquet", "_stats/clusters.parquet"):
+        assert (Path(a.output) / "dedup" / name).read_bytes() == (Path(b.output) / "dedup" / name).read_bytes()
 
 
 def test_against_an_earlier_release(tmp_path):

@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines import io
 from pipelines.config import load_config
 from pipelines.dedup.config import DedupConfig
 from pipelines.dedup.index import index_params
-from pipelines.dedup.tasks import BAND_SCHEMA, EXACT_BAND, DedupGlobalTask, edges_query, run_reduce, write_edges
+from pipelines.dedup.tasks import BAND_SCHEMA, EDGE_SCHEMA, EXACT_BAND, DedupGlobalTask, edges_query, run_reduce
 from pipelines.phase import fingerprint_data
 from pipelines.release import run_release
 from pipelines.stage import bucket_name
@@ -89,9 +90,9 @@ def test_reduce_spills_under_its_memory_limit(tmp_path):
     memory = {"memory_limit": "50MB", "threads": 1}
     task = DedupGlobalTask(str(tmp_path), DedupConfig(buckets=1, memory=memory), "fp", 0)
     with pytest.raises(duckdb.OutOfMemoryException):
-        write_edges(duckdb.connect(config=memory | {"temp_directory": ""}), edges_query(task),
-                    str(tmp_path / "no-spill.parquet"))
-    write_edges(duckdb.connect(), edges_query(task), str(tmp_path / "unlimited.parquet"))
+        duckdb.connect(config=memory | {"temp_directory": ""}).sql(edges_query(task)).to_arrow_table()
+    io.write_batches(str(tmp_path / "unlimited.parquet"), duckdb.connect().sql(edges_query(task)).to_arrow_reader(),
+                     EDGE_SCHEMA)
     assert run_reduce(task)["dedup_reduce"]["edges"] > 100_000
     assert pq.read_table(tmp_path / "dedup/_edges/bucket-00000.parquet").equals(
         pq.read_table(tmp_path / "unlimited.parquet"))

@@ -68,11 +68,10 @@ def _features(rows, seed=0):
 
 def plan(features: pa.Table, cfg: MixtureConfig, memory: SpillConfig | None = None):
     """(selection rows, strata rows) of the plan's DuckDB selection over `features`."""
-    written = []
     with duckdb_spilling(memory or SpillConfig()) as con:
         con.register("features", _with_rows(features))
-        strata = plan_module.select(con, cfg, "features", written.append)
-    return (pa.concat_tables(written).to_pylist() if written else []), strata
+        strata, selection = plan_module.select(con, cfg, "features")
+        return selection.read_all().to_pylist(), strata
 
 
 def _with_rows(features: pa.Table) -> pa.Table:
@@ -154,7 +153,7 @@ def test_plan_spills_under_a_small_memory_limit(tmp_path):
     con = duckdb.connect(config={"memory_limit": "32MB", "temp_directory": "", "threads": 1})
     con.register("features", _with_rows(features))
     with pytest.raises(duckdb.OutOfMemoryException):
-        plan_module.select(con, cfg, "features", lambda batch: None)
+        plan_module.select(con, cfg, "features")[1].read_all()
     small = SpillConfig(memory_limit="32MB", spill_dir=str(tmp_path), threads=1)
     assert plan(features, cfg, small) == plan(features, cfg)
     assert list(tmp_path.iterdir()) == []

@@ -67,14 +67,12 @@ class DedupConfig(StrictModel):
                                description="earlier releases (folders or globs) whose documents are already "
                                            "shipped; a glob expands to the finished releases it matches, never "
                                            "this one, and may match nothing")
-    max_union_find_edges: int = Field(5_000_000, ge=0, description="above this many edges, clusters are found "
-                                                                   "out of core (DuckDB: label propagation for "
-                                                                   "components; for anchored a sorted stream of "
-                                                                   "edges, only the removed ids in memory). The "
-                                                                   "cluster step's Python side still holds every "
-                                                                   "candidate pair and the metadata of the "
-                                                                   "documents in them: its memory follows the "
-                                                                   "number of duplicates, not of documents")
+    max_union_find_edges: int = Field(5_000_000, ge=0, description="above this many candidate pairs the "
+                                                                   "cluster step runs out of core: anchored "
+                                                                   "entirely in DuckDB under `memory` (slower: "
+                                                                   "DuckDB computes every pair's Jaccard), "
+                                                                   "components by label propagation in DuckDB "
+                                                                   "(its pairs still held in Python)")
     memory: SpillConfig = Field(SpillConfig(), description="DuckDB memory of the reduce and cluster steps (beyond "
                                                            "it they spill to disk); changing it reruns nothing",
                                 json_schema_extra=NOT_FINGERPRINTED)

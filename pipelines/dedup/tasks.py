@@ -8,17 +8,16 @@ reduce  per bucket: documents sharing a (band, key) -> candidate pairs, _edges/b
         query under `memory` (spilling beyond it), streamed to the file: Python holds one batch
 cluster verification (exact shingle Jaccard >= verify_threshold; exact pairs need none), and
         `anchored`: documents visited in keep order, a kept one removes its near duplicates not yet
-        removed that pass verification (a sorted stream of edges, each checked only when it can remove
-        a document; only the removed ids are held), or `components`: connected
-        components (union-find in memory when the edges are few, else min-label propagation in DuckDB).
-        Its DuckDB has the same `memory`, but its Python side holds the candidate pairs and the metadata
-        (and shingles) of the documents in them: O(documents in candidate pairs), not O(corpus)
+        removed that pass verification (in memory up to `max_union_find_edges` pairs, each checked
+        only when it can remove a document; beyond, DuckDB ranks, verifies and sorts the pairs under
+        `memory` and Python sweeps them in batches with a flag per document in a pair), or
+        `components`: connected components (union-find in memory when the edges are few, else
+        min-label propagation in DuckDB; the pairs and their documents are held in Python)
 apply   per input shard: documents removed become rejects with reason=duplicate, detail=exact|minhash
         and duplicate_of=<kept id>
 Documents of earlier releases named in `against` join the graph and are always the kept ones.
 """
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,21 +173,11 @@ def edges_query(task: DedupGlobalTask) -> str | None:
         WHERE w.node <> r.node GROUP BY ALL ORDER BY a, b"""
 
 
-def write_edges(con, query: str | None, path: str) -> int:
-    """Streams the query's rows into the edges file, a batch at a time (Python holds one batch)."""
-    batches = (b for b in con.sql(query).to_arrow_reader(io.GROUP_ROWS) if b.num_rows) if query else iter(())
-    first = next(batches, None)
-    if first is None:  # no pairs: the same bytes as an empty table written at once
-        return io.write_table_atomic(path, [], EDGE_SCHEMA)
-    sink = io.ParquetSink(path, EDGE_SCHEMA)
-    for batch in itertools.chain([first], batches):
-        sink.write_table(pa.Table.from_batches([batch]).cast(EDGE_SCHEMA))
-    return sink.commit()
-
-
 def run_reduce(task: DedupGlobalTask) -> dict:
     with duckdb_spilling(task.cfg.memory, task.output, *task.cfg.against) as con:
-        edges = write_edges(con, edges_query(task), _path(task.output, "_edges", f"{task.part}.parquet"))
+        query = edges_query(task)
+        edges = io.write_batches(_path(task.output, "_edges", f"{task.part}.parquet"),
+                                 con.sql(query).to_arrow_reader(io.GROUP_ROWS) if query else [], EDGE_SCHEMA)
     return {"dedup_reduce": {"edges": edges}}
 
 
@@ -291,8 +280,9 @@ def _components(con, edges: list[tuple[str, str, bool]], task, keep_order) -> di
 def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -> tuple[dict[str, list[str]], int]:
     """(keeper -> [keeper] + the documents it removes, pairs checked). Documents of identical normalised
     text (exact pairs) share their shingles, so each such class stands as its first member in keep order;
-    near-duplicate pairs between those are oriented (earlier, later) in keep order and streamed sorted: a
-    document not removed when its turn comes is kept and removes its verified neighbours not yet removed."""
+    near-duplicate pairs between those are oriented (earlier, later) in keep order and swept sorted: a
+    document not removed when its turn comes is kept and removes its verified neighbours not yet removed.
+    In memory (up to `max_union_find_edges` pairs); `_anchored_out_of_core` does the same in DuckDB."""
     ranked = sorted({n for e in edges for n in e[:2]}, key=keep_order)
     rank = {node: i for i, node in enumerate(ranked)}
     first_of_class: dict[int, str] = {}  # exact key -> first node in keep order
@@ -305,18 +295,7 @@ def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -
     # not yet removed can remove anything (a family of n copies costs n - 1 checks, not n(n-1)/2)
     similar = _similar(task, _shingles(con, task, {n for e in near for n in e})) if task.cfg.minhash.verify else None
     oriented = [(rank[a], rank[b]) if rank[a] < rank[b] else (rank[b], rank[a]) for a, b in near]
-    if len(oriented) <= task.cfg.max_union_find_edges:
-        stream = iter(sorted(oriented))
-    else:  # out of core: DuckDB sorts (spilling to disk) and the stream holds one batch at a time
-        u, v = (np.array(c, dtype=np.int64) for c in zip(*oriented, strict=True)) if oriented else ([], [])
-        table = pa.table({"u": pa.array(u, pa.int64()), "v": pa.array(v, pa.int64())})
-        io.write_bytes_atomic(_path(task.output, "_edges_oriented.parquet"), io.table_bytes(table))
-        del oriented, u, v, table
-        files = io.glob(_path(task.output), "_edges_oriented.parquet")
-        batches = con.sql(f"SELECT u, v FROM read_parquet({io.sql_list(files)}) ORDER BY u, v").to_arrow_reader(
-            100_000)
-        stream = (row for batch in batches for row in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(),
-                                                           strict=True))
+    stream = sorted(oriented)
     removed: dict[int, int] = {}  # rank -> rank of the kept document that removed it
     checked = 0
     for u, v in stream:
@@ -333,19 +312,113 @@ def _anchored(con, edges: list[tuple[str, str, bool]], task, keep_order, meta) -
     return groups, checked
 
 
+def _signatures(task) -> str:
+    """A query of every signature row of this release and the earlier ones: node ('@k:' prefixed for
+    earlier release k), origin (0 earlier, 1 this one), chars, exact, part, shingles, and its place
+    (release, file, row) so that an id found in two parts ends on the later one."""
+    return " UNION ALL ".join(
+        f"SELECT '{prefix}' || id AS node, {0 if prefix else 1} AS origin, chars, exact, part, shingles, "
+        f"{k} AS release, filename, file_row_number FROM read_parquet({io.sql_list(files)}, filename = true, "
+        f"file_row_number = true)" for k, (prefix, files) in enumerate(_release_files(task, "_sig/*.parquet")))
+
+
+def _anchored_out_of_core(con, task, edge_files: list[str]) -> tuple[list[int], int, int]:
+    """(sizes of the clusters, pairs checked, documents removed); the removed documents are written to
+    _clusters/clusters.parquet sorted by part and id. Documents of identical normalised text (exact pairs)
+    share their shingles, so each such class stands as its first member in keep order; near-duplicate
+    pairs between those are oriented (earlier, later) in keep order and streamed sorted: a document not
+    removed when its turn comes is kept and removes its verified neighbours not yet removed. Everything
+    but the sweep runs in DuckDB; the sweep holds a flag per document in a pair and one batch."""
+    cfg = task.cfg
+    con.execute(f"CREATE TABLE e AS SELECT a, b, bool_or(exact) AS exact FROM read_parquet({io.sql_list(edge_files)}) "
+                "GROUP BY a, b")
+    keep = "origin, -chars, node" if cfg.keep == "longest" else "origin, node"
+    con.execute(f"""CREATE TABLE ranked AS
+        WITH nodes AS (SELECT a AS node FROM e UNION SELECT b FROM e),
+        found AS (SELECT s.* FROM ({_signatures(task)}) s SEMI JOIN nodes USING (node)
+                  QUALIFY row_number() OVER (PARTITION BY node ORDER BY release DESC, filename DESC,
+                                                                       file_row_number DESC) = 1)
+        SELECT *, row_number() OVER (ORDER BY {keep}) - 1 AS rank FROM found""")
+    rep = "min(rank) OVER (PARTITION BY exact)" if cfg.exact else "rank"
+    con.execute(f"CREATE TABLE reps AS SELECT rank, {rep} AS rep FROM ranked")
+    verify = cfg.minhash.verify
+    similar = "true"
+    if verify:  # exact shingle Jaccard >= verify_threshold; a document without shingles (an earlier release built
+        # without verification) passes; two empty sets are equal
+        similar = (f"su.shingles IS NULL OR sv.shingles IS NULL OR (CASE WHEN len(su.shingles) = 0 OR "
+                   f"len(sv.shingles) = 0 THEN (len(su.shingles) = len(sv.shingles))::DOUBLE ELSE "
+                   f"len(list_intersect(su.shingles, sv.shingles)) / (len(su.shingles) + len(sv.shingles) - "
+                   f"len(list_intersect(su.shingles, sv.shingles))) END) >= {cfg.minhash.verify_threshold!r}")
+    count = con.execute("SELECT count(*) FROM ranked").fetchone()[0]
+    con.execute("CREATE TABLE removed_by (v BIGINT, u BIGINT)")
+    pairs = con.sql(f"""
+        WITH near AS (SELECT DISTINCT least(pa.rep, pb.rep) AS u, greatest(pa.rep, pb.rep) AS v FROM e
+                      JOIN ranked ra ON ra.node = e.a JOIN reps pa ON pa.rank = ra.rank
+                      JOIN ranked rb ON rb.node = e.b JOIN reps pb ON pb.rank = rb.rank
+                      WHERE NOT e.exact AND pa.rep <> pb.rep)
+        SELECT near.u, near.v, sv.origin = 1, {similar} FROM near JOIN ranked su ON su.rank = near.u
+        JOIN ranked sv ON sv.rank = near.v ORDER BY near.u, near.v""").to_arrow_reader(100_000)
+    removed = np.zeros(count, dtype=bool)
+    writer, checked = con.cursor(), 0  # inserts beside the open stream
+    for batch in pairs:
+        us, vs, ours, same = (batch.column(i).to_numpy(zero_copy_only=False) for i in range(4))
+        gone_v, gone_u = [], []
+        for u, v, mine, ok in zip(us.tolist(), vs.tolist(), ours.tolist(), same.tolist()):
+            if not removed[u] and not removed[v] and mine:  # only this release's documents are removed
+                checked += verify
+                if ok:
+                    removed[v] = True
+                    gone_v.append(v)
+                    gone_u.append(u)
+        if gone_v:
+            writer.register("gone", pa.table({"v": pa.array(gone_v, pa.int64()), "u": pa.array(gone_u, pa.int64())}))
+            writer.execute("INSERT INTO removed_by SELECT v, u FROM gone")
+            writer.unregister("gone")
+    con.execute("""CREATE TABLE member AS SELECT r.rank, coalesce(g.u, r.rep) AS keeper FROM reps r
+                   LEFT JOIN removed_by g ON g.v = r.rep WHERE coalesce(g.u, r.rep) <> r.rank""")
+    sizes = [int(n) + 1 for (n,) in con.execute("SELECT count(*) FROM member GROUP BY keeper ORDER BY keeper"
+                                                ).fetchall()]
+    rows = con.sql("""
+        SELECT n.node AS id, n.part, CASE WHEN k.node[1] = '@' THEN k.node[strpos(k.node, ':') + 1:] ELSE k.node END
+               AS duplicate_of, CASE WHEN n.exact = k.exact THEN 'exact' ELSE 'minhash' END AS reason,
+               count(*) OVER (PARTITION BY m.keeper) + 1 AS cluster_size
+        FROM member m JOIN ranked n ON n.rank = m.rank JOIN ranked k ON k.rank = m.keeper
+        QUALIFY n.origin = 1 ORDER BY n.part, n.node""").to_arrow_reader(100_000)
+    return sizes, checked, io.write_batches(_path(task.output, "_clusters", "clusters.parquet"), rows, CLUSTER_SCHEMA)
+
+
 def run_cluster(task: DedupGlobalTask) -> dict:
     with duckdb_spilling(task.cfg.memory, task.output, *task.cfg.against) as con:
         return _cluster(con, task)
 
 
 def _cluster(con, task: DedupGlobalTask) -> dict:
-    cfg = task.cfg
     # this configuration's buckets only: a release rerun with fewer buckets keeps the old files
-    edge_files = [_path(task.output, "_edges", f"{bucket_name(b)}.parquet") for b in range(cfg.buckets)]
+    edge_files = [_path(task.output, "_edges", f"{bucket_name(b)}.parquet") for b in range(task.cfg.buckets)]
+    n_candidates = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT a, b FROM read_parquet("
+                               f"{io.sql_list(edge_files)}))").fetchone()[0]
+    # the pairs' documents and shingles fit in memory up to max_union_find_edges pairs: Python is faster there
+    # (numpy Jaccard, checked only when a pair can remove a document); beyond it, DuckDB under `memory`
+    out_of_core = task.cfg.cluster == "anchored" and n_candidates > task.cfg.max_union_find_edges
+    sizes, checked, duplicates = (_anchored_out_of_core if out_of_core else _in_memory)(con, task, edge_files)
+    metrics = {"candidate_pairs": n_candidates, "pairs_checked": checked, "clusters": len(sizes),
+               "largest_cluster": max(sizes, default=0), "duplicates": duplicates}
+    sizes_metrics = {f"cluster_size.{size}": sizes.count(size) for size in sorted(set(sizes))}
+    rows = [{"stage": "dedup_clusters", "part": "clusters", "source": None, "input_file": None, "metric": k,
+             "value": float(v)} for k, v in (metrics | sizes_metrics).items()]
+    io.write_table_atomic(_path(task.output, "_stats", "clusters.parquet"), rows, STATS_SCHEMA)
+    io.write_json_atomic(_path(task.output, "_index.json"), {"params": index_params(task.cfg)})
+    return {"dedup_cluster": metrics}
+
+
+def _in_memory(con, task: DedupGlobalTask, edge_files: list[str]) -> tuple[list[int], int, int]:
+    """(sizes of the clusters, pairs checked, documents removed) with the pairs and their documents in
+    memory: `anchored` up to `max_union_find_edges` pairs, `components` (beyond it, label propagation in
+    DuckDB finds the components)."""
+    cfg = task.cfg
     edges = [(a, b, exact) for a, b, exact in con.execute(
         f"SELECT a, b, bool_or(exact) FROM read_parquet({io.sql_list(edge_files)}) GROUP BY a, b "
         "ORDER BY a, b").fetchall()] if edge_files else []
-    n_candidates = len(edges)
     meta = _metadata(con, task, {n for e in edges for n in e[:2]})
 
     def keep_order(node: str):
@@ -370,14 +443,7 @@ def _cluster(con, task: DedupGlobalTask) -> dict:
                              if keeper.startswith("@") else keeper, "reason": reason, "cluster_size": len(members)})
     rows.sort(key=lambda r: (r["part"], r["id"]))
     io.write_table_atomic(_path(task.output, "_clusters", "clusters.parquet"), rows, CLUSTER_SCHEMA)
-    metrics = {"candidate_pairs": n_candidates, "pairs_checked": checked, "clusters": len(sizes),
-               "largest_cluster": max(sizes, default=0), "duplicates": len(rows)}
-    sizes_metrics = {f"cluster_size.{size}": sizes.count(size) for size in sorted(set(sizes))}
-    rows = [{"stage": "dedup_clusters", "part": "clusters", "source": None, "input_file": None, "metric": k,
-             "value": float(v)} for k, v in (metrics | sizes_metrics).items()]
-    io.write_table_atomic(_path(task.output, "_stats", "clusters.parquet"), rows, STATS_SCHEMA)
-    io.write_json_atomic(_path(task.output, "_index.json"), {"params": index_params(task.cfg)})
-    return {"dedup_cluster": metrics}
+    return sizes, checked, len(rows)
 
 
 @dataclass(frozen=True)

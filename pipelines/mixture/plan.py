@@ -74,8 +74,8 @@ class _Greedy:
         return self.passed[1:] if abs(self.passed[0] - gap) < gap else None
 
 
-def select(con, cfg: MixtureConfig, view: str, write) -> list[dict]:
-    """The strata rows; `write(batch)` receives the selection (SELECTION_SCHEMA) sorted by part and id."""
+def select(con, cfg: MixtureConfig, view: str) -> tuple[list[dict], object]:
+    """(the strata rows, a reader of the selection's record batches (SELECTION_SCHEMA) sorted by part and id)."""
     con.execute(f"CREATE OR REPLACE VIEW planned AS SELECT *, {stratum_sql(cfg.strata)} AS stratum FROM {view}")
     aggregates = {s: (docs, pool, candidates, candidate_tokens) for s, docs, pool, candidates, candidate_tokens in
                   con.execute("SELECT stratum, count(*), coalesce(sum(tokens), 0), count(*) FILTER (excluded_by IS "
@@ -102,8 +102,6 @@ def select(con, cfg: MixtureConfig, view: str, write) -> list[dict]:
     reader = con.sql("SELECT id, part, stratum, coalesce(copies, 0) AS copies, CASE WHEN copies IS NULL THEN "
                      "coalesce(excluded_by, 'over_budget') END AS reason FROM planned LEFT JOIN taken "
                      "USING (part, row_in_part) ORDER BY part, id, row_in_part").to_arrow_reader(BATCH)
-    for batch in reader:
-        write(pa.Table.from_batches([batch]).cast(SELECTION_SCHEMA))
     strata = []
     for s in names:
         docs, pool, candidates, candidate_tokens = aggregates[s]
@@ -113,7 +111,7 @@ def select(con, cfg: MixtureConfig, view: str, write) -> list[dict]:
                        "candidates": candidates, "candidate_tokens": int(candidate_tokens), "selected_docs": chosen,
                        "selected_tokens": tokens, "upsampled_copies": extra,
                        "shortfall_tokens": max(0, int(np.ceil(wanted[s])) - tokens)})
-    return strata
+    return strata, reader
 
 
 def _sorted_candidates(con, strata: list[str], order: str, columns: str):

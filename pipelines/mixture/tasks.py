@@ -165,7 +165,6 @@ class MixtureApplyTask(OfShard):
 
 def run_plan(task: MixturePlanTask) -> dict:
     out, cfg = task.output, task.cfg
-    selection = io.ParquetSink(_path(out, "_plan", "selection.parquet"), SELECTION_SCHEMA, group_rows=SELECTION_GROUP)
     climb_report = None
     with duckdb_spilling(cfg.memory, out) as con:
         if not task.inputs:
@@ -177,8 +176,8 @@ def run_plan(task: MixturePlanTask) -> dict:
             weights, climb_report = plan_clusters(con, out, task.inputs, cfg)
             cfg = cfg.model_copy(update={"weights": weights})
             con.execute("CREATE VIEW documents AS SELECT * FROM clustered")
-        strata = select(con, cfg, "documents", selection.write_table)
-    selection.commit()
+        strata, selection = select(con, cfg, "documents")
+        io.write_batches(_path(out, "_plan", "selection.parquet"), selection, SELECTION_SCHEMA, SELECTION_GROUP)
     io.write_table_atomic(_path(out, "_plan", "strata.parquet"), strata, STRATA_SCHEMA)
     summary = {"budget_tokens": task.cfg.budget_tokens, "strata": task.cfg.strata,
                "selected_tokens": sum(s["selected_tokens"] for s in strata),
