@@ -20,6 +20,7 @@ from pipelines.io import expand_paths, is_glob, sha256_json
 from pipelines.readers import HTML_FORMATS, SourceConfig
 from pipelines.registry import STAGES
 from pipelines.runners.beam_options import BeamOptionsError, pipeline_options
+from pipelines.spill import not_fingerprinted
 from pipelines.stage import CheckContext
 from scorers._config import StrictModel
 
@@ -127,7 +128,7 @@ class ReleaseConfig(StrictModel):
 def _determining(model: BaseModel, data: dict) -> dict:
     for name, spec in type(model).model_fields.items():
         value = getattr(model, name)
-        if (spec.json_schema_extra or {}).get("fingerprint") is False:
+        if not_fingerprinted(spec):
             data.pop(name, None)
         elif isinstance(value, BaseModel) and isinstance(data.get(name), dict):
             _determining(value, data[name])

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from pipelines import io
 from pipelines.documents import ERROR_SCHEMA, REJECT_SCHEMA, STATS_SCHEMA
+from pipelines.spill import not_fingerprinted
 from scorers.rule import RuleConfig
 
 BASE_METRICS = ("docs_in", "docs_out", "rejected", "errors")
@@ -84,7 +85,7 @@ def fingerprint_data(cfg: BaseModel) -> dict:
     data = cfg.model_dump(mode="json")
     for name, spec in type(cfg).model_fields.items():
         value = getattr(cfg, name)
-        if (spec.json_schema_extra or {}).get("fingerprint") is False:
+        if not_fingerprinted(spec):
             del data[name]
         elif (value is None and _is_block(spec.annotation)) or (isinstance(value, RuleConfig) and not value.enabled):
             del data[name]

@@ -15,6 +15,11 @@ from scorers._config import StrictModel
 NOT_FINGERPRINTED = {"fingerprint": False}  # how a step runs, not what it outputs: changing it reruns nothing
 
 
+def not_fingerprinted(field) -> bool:
+    """A config field marked NOT_FINGERPRINTED (left out of fingerprints, the manifest's config and its hash)."""
+    return (field.json_schema_extra or {}).get("fingerprint") is False
+
+
 class SpillConfig(StrictModel):
     """Memory of a global step's DuckDB: `memory_limit` in DuckDB's units ("1GB", "512MB"); what does not
     fit is spilled to a private folder under `spill_dir` (default: the system's temporary folder, $TMPDIR),

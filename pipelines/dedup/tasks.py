@@ -322,7 +322,7 @@ def _signatures(task) -> str:
         f"file_row_number = true)" for k, (prefix, files) in enumerate(_release_files(task, "_sig/*.parquet")))
 
 
-def _anchored_out_of_core(con, task, edge_files: list[str]) -> tuple[list[int], int, int]:
+def _anchored_out_of_core(con, task) -> tuple[list[int], int, int]:
     """(sizes of the clusters, pairs checked, documents removed); the removed documents are written to
     _clusters/clusters.parquet sorted by part and id. Documents of identical normalised text (exact pairs)
     share their shingles, so each such class stands as its first member in keep order; near-duplicate
@@ -330,11 +330,9 @@ def _anchored_out_of_core(con, task, edge_files: list[str]) -> tuple[list[int], 
     removed when its turn comes is kept and removes its verified neighbours not yet removed. Everything
     but the sweep runs in DuckDB; the sweep holds a flag per document in a pair and one batch."""
     cfg = task.cfg
-    con.execute(f"CREATE TABLE e AS SELECT a, b, bool_or(exact) AS exact FROM read_parquet({io.sql_list(edge_files)}) "
-                "GROUP BY a, b")
     keep = "origin, -chars, node" if cfg.keep == "longest" else "origin, node"
     con.execute(f"""CREATE TABLE ranked AS
-        WITH nodes AS (SELECT a AS node FROM e UNION SELECT b FROM e),
+        WITH nodes AS (SELECT a AS node FROM candidates UNION SELECT b FROM candidates),
         found AS (SELECT s.* FROM ({_signatures(task)}) s SEMI JOIN nodes USING (node)
                   QUALIFY row_number() OVER (PARTITION BY node ORDER BY release DESC, filename DESC,
                                                                        file_row_number DESC) = 1)
@@ -352,7 +350,7 @@ def _anchored_out_of_core(con, task, edge_files: list[str]) -> tuple[list[int], 
     count = con.execute("SELECT count(*) FROM ranked").fetchone()[0]
     con.execute("CREATE TABLE removed_by (v BIGINT, u BIGINT)")
     pairs = con.sql(f"""
-        WITH near AS (SELECT DISTINCT least(pa.rep, pb.rep) AS u, greatest(pa.rep, pb.rep) AS v FROM e
+        WITH near AS (SELECT DISTINCT least(pa.rep, pb.rep) AS u, greatest(pa.rep, pb.rep) AS v FROM candidates e
                       JOIN ranked ra ON ra.node = e.a JOIN reps pa ON pa.rank = ra.rank
                       JOIN ranked rb ON rb.node = e.b JOIN reps pb ON pb.rank = rb.rank
                       WHERE NOT e.exact AND pa.rep <> pb.rep)
@@ -395,12 +393,13 @@ def run_cluster(task: DedupGlobalTask) -> dict:
 def _cluster(con, task: DedupGlobalTask) -> dict:
     # this configuration's buckets only: a release rerun with fewer buckets keeps the old files
     edge_files = [_path(task.output, "_edges", f"{bucket_name(b)}.parquet") for b in range(task.cfg.buckets)]
-    n_candidates = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT a, b FROM read_parquet("
-                               f"{io.sql_list(edge_files)}))").fetchone()[0]
+    con.execute(f"CREATE TABLE candidates AS SELECT a, b, bool_or(exact) AS exact FROM read_parquet("
+                f"{io.sql_list(edge_files)}) GROUP BY a, b")  # read once, by both paths
+    n_candidates = con.execute("SELECT count(*) FROM candidates").fetchone()[0]
     # the pairs' documents and shingles fit in memory up to max_union_find_edges pairs: Python is faster there
     # (numpy Jaccard, checked only when a pair can remove a document); beyond it, DuckDB under `memory`
     out_of_core = task.cfg.cluster == "anchored" and n_candidates > task.cfg.max_union_find_edges
-    sizes, checked, duplicates = (_anchored_out_of_core if out_of_core else _in_memory)(con, task, edge_files)
+    sizes, checked, duplicates = (_anchored_out_of_core if out_of_core else _in_memory)(con, task)
     metrics = {"candidate_pairs": n_candidates, "pairs_checked": checked, "clusters": len(sizes),
                "largest_cluster": max(sizes, default=0), "duplicates": duplicates}
     sizes_metrics = {f"cluster_size.{size}": sizes.count(size) for size in sorted(set(sizes))}
@@ -411,14 +410,12 @@ def _cluster(con, task: DedupGlobalTask) -> dict:
     return {"dedup_cluster": metrics}
 
 
-def _in_memory(con, task: DedupGlobalTask, edge_files: list[str]) -> tuple[list[int], int, int]:
+def _in_memory(con, task: DedupGlobalTask) -> tuple[list[int], int, int]:
     """(sizes of the clusters, pairs checked, documents removed) with the pairs and their documents in
     memory: `anchored` up to `max_union_find_edges` pairs, `components` (beyond it, label propagation in
     DuckDB finds the components)."""
     cfg = task.cfg
-    edges = [(a, b, exact) for a, b, exact in con.execute(
-        f"SELECT a, b, bool_or(exact) FROM read_parquet({io.sql_list(edge_files)}) GROUP BY a, b "
-        "ORDER BY a, b").fetchall()] if edge_files else []
+    edges = con.execute("SELECT a, b, exact FROM candidates ORDER BY a, b").fetchall()
     meta = _metadata(con, task, {n for e in edges for n in e[:2]})
 
     def keep_order(node: str):
