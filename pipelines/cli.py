@@ -1,4 +1,4 @@
-"""gristmill command line: run, validate, stats, report, ablate, diff, tokens, preselect, dataman.
+"""gristmill command line: run, validate, stats, report, ablate, diff, tokens, preselect, classifier, dataman.
 
 Each command imports what it needs when it runs, so `gristmill --help` starts fast.
 """
@@ -121,6 +121,23 @@ def cmd_preselect_train(args) -> int:
     return 0
 
 
+def cmd_classifier_train(args) -> int:
+    from pipelines.classifier_train import load_spec, train
+
+    spec = load_spec(args.spec)
+    try:
+        info = train(spec)
+    except ValueError as exc:
+        print(f"error: {args.spec}: {exc}", file=sys.stderr)
+        return 2
+    d, h = info["documents"], info["held_out"]
+    print(f"classifier written to {spec.output} (labels positive, negative): {d['positives']} positives, "
+          f"{d['negatives']} negatives, {d['train']} trained on; held-out ({h['positives']} positives, "
+          f"{h['negatives']} negatives): precision {h['precision']:.3f}, recall {h['recall']:.3f}, balanced accuracy "
+          f"{h['balanced_accuracy']:.3f}, ROC AUC {h['roc_auc']:.3f}")
+    return 0
+
+
 def cmd_dataman_build(args) -> int:
     from pipelines.dataman_build import TeacherFailed, build, load_spec
     from scorers.dataman import RATINGS
@@ -229,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     pre_train = pre_sub.add_parser("train", help="label a sample by predictive strength and train the fastText scorer")
     pre_train.add_argument("spec", help="YAML spec, e.g. configs/preselect/sample.yaml")
     pre_train.set_defaults(fn=cmd_preselect_train)
+
+    clf = sub.add_parser("classifier", help="quality classifiers (fastText)")
+    clf_sub = clf.add_subparsers(dest="classifier_command", required=True)
+    clf_train = clf_sub.add_parser("train", help="a fastText classifier of target-like text against the pool "
+                                                 "(DCLM's recipe), with held-out metrics")
+    clf_train.add_argument("spec", help="YAML spec, e.g. configs/classifier/sample.yaml")
+    clf_train.set_defaults(fn=cmd_classifier_train)
 
     dm = sub.add_parser("dataman", help="DataMan-style raters")
     dm_sub = dm.add_subparsers(dest="dataman_command", required=True)

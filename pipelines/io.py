@@ -159,6 +159,12 @@ def iter_rows(path: str, batch_rows: int = 1000):
             yield from batch.to_pylist()
 
 
+def iter_batches(path: str, columns: list[str]):
+    """Some columns of a Parquet file, one row group at a time (its texts are never all read at once)."""
+    with fsspec.open(path, "rb") as fh:
+        yield from pq.ParquetFile(fh).iter_batches(columns=columns)
+
+
 def write_table_atomic(path: str, rows: list[dict], schema: pa.Schema) -> int:
     table = pa.Table.from_pylist(rows, schema=schema)
     write_bytes_atomic(path, table_bytes(table))

@@ -26,7 +26,7 @@ from pipelines.registry import STAGES
 from pipelines.runners import combined, make_runner
 from pipelines.shard_task import ShardTask
 from pipelines.stage import Phase, PhaseContext, Stage, Upstream
-from pipelines.stages import select
+from pipelines.stages import buckets, select
 
 DOCUMENTS = "documents"  # the per-document phase
 log = logging.getLogger(__name__)
@@ -267,5 +267,8 @@ def write_manifest(cfg: ReleaseConfig, shards: list[ShardTask]) -> dict:
     thresholds = select.thresholds_used(cfg.stages.select, cfg.output)
     if thresholds is not None:  # measured on the pool at run time, so not in the config
         manifest["select_thresholds"] = thresholds
+    cuts = buckets.used(cfg.stages.score, cfg.output)
+    if cuts is not None:  # likewise
+        manifest["score_buckets"] = cuts
     io.write_json_atomic(io.join(cfg.output, "manifest.json"), manifest)
     return manifest

@@ -147,8 +147,8 @@ class Documents:
                               STATS_SCHEMA)
 
 
-def _with_columns(schema: pa.Schema, stage: Stage) -> pa.Schema:
-    for column in stage.columns:
+def _with_columns(schema: pa.Schema, stage: Stage, cfg) -> pa.Schema:
+    for column in stage.fields(cfg):
         schema = schema.append(column)
     return schema
 
@@ -163,13 +163,13 @@ def run_chain(task: ShardTask) -> dict:
                   if io.marker_matches(task.stage_marker(i), task.fingerprint_upto(i))), 0)
     before = task.after.stage if task.after else None
     schema = Documents(task, before).schema()  # what the chain reads: the input file's records, or a stage's
-    for stage, _ in task.chain[:start]:
-        schema = _with_columns(schema, stage)
+    for stage, cfg in task.chain[:start]:
+        schema = _with_columns(schema, stage, cfg)
     docs = Documents(task, task.chain[start - 1][0].name if start else before, record=True)
     todo = task.chain[start:]
     outputs = {}
-    for stage, _ in todo:
-        schema = _with_columns(schema, stage)
+    for stage, cfg in todo:
+        schema = _with_columns(schema, stage, cfg)
         outputs[stage.name] = ShardOutputs(task, stage.name, schema)
     seconds = dict.fromkeys(outputs, 0.0)
     for batch in docs.batches():

@@ -10,7 +10,8 @@
 and either, for work done document by document inside the per-shard task:
 
     run       run(batch, cfg) -> StageResult over a batch of one shard's documents
-    columns   the columns it adds to documents (it never renames or drops one)
+    columns   the columns it adds to documents (it never renames or drops one); a function of its config
+              when they depend on it (score's classifiers)
     produces  which of those columns its config fills (default: all of them)
     prepare   optional: prepare(cfg, ctx) -> (cfg, phases), for a stage that needs every part's documents
               first (select's top_fraction thresholds): phases to run before its documents phase (they
@@ -105,7 +106,7 @@ class Stage:
     resolve: Callable[[Any, CheckContext], Any] = _as_is
     # per-document stages
     run: Callable[[list[dict], Any], StageResult] | None = None
-    columns: tuple[pa.Field, ...] = ()
+    columns: tuple[pa.Field, ...] | Callable[[Any], tuple[pa.Field, ...]] = ()  # or columns(cfg), named in it
     produces: Callable[[Any], Iterable[str]] | None = None
     reads_html: bool = False  # takes raw HTML records (from HTML_FORMATS sources) rather than text
     prepare: Callable[[Any, PhaseContext], tuple[Any, list[Phase]]] | None = None
@@ -119,8 +120,12 @@ class Stage:
     def per_document(self) -> bool:
         return self.run is not None
 
+    def fields(self, cfg) -> tuple[pa.Field, ...]:
+        """The columns it adds under `cfg`."""
+        return self.columns(cfg) if callable(self.columns) else self.columns
+
     def produced(self, cfg) -> set[str]:
-        return set(self.produces(cfg)) if self.produces is not None else {c.name for c in self.columns}
+        return set(self.produces(cfg)) if self.produces is not None else {c.name for c in self.fields(cfg)}
 
 
 def bucket_name(bucket: int) -> str:

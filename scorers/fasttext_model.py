@@ -26,6 +26,7 @@ class FastTextModel:
         fasttext.FastText.eprint = lambda *args, **kwargs: None  # silence the load_model warning
         self.path = path
         self._model = fasttext.load_model(path)
+        self.labels = [label.removeprefix("__label__") for label in self._model.get_labels()]
 
     def predict_batch(self, texts: list[str], k: int = 1) -> tuple[list[list[str]], list[np.ndarray]]:
         """Top-k labels (without '__label__') and their probabilities for each text."""
@@ -35,16 +36,17 @@ class FastTextModel:
         return [[label.removeprefix("__label__") for label in row] for row in labels], list(probs)
 
     def probabilities(self, texts: list[str], label: str) -> np.ndarray:
-        """P(label) for each text, for a two-label model. Only k=1 is asked for: with numpy 2 the binding
-        returns the top probability repeated for every label when k > 1."""
-        if len(self.labels) != 2:
-            raise ValueError(f"{self.path}: probabilities() needs a two-label model, this one has {self.labels}")
-        labels, probs = self.predict_batch(texts, k=1)
-        return np.array([float(p[0]) if row[0] == label else 1.0 - float(p[0]) for row, p in zip(labels, probs)])
-
-    @property
-    def labels(self) -> list[str]:
-        return [label.removeprefix("__label__") for label in self._model.get_labels()]
+        """P(label) for each text. With numpy 2 the batch binding returns the top probability repeated for
+        every label when k > 1, so a two-label model asks the batch for k=1 (P(other) = 1 - P(top)), and a
+        model of more labels asks the one-text binding, which returns every (probability, label) pair."""
+        if label not in self.labels:
+            raise ValueError(f"{self.path}: no label {label!r}; the model's labels are {self.labels}")
+        if len(self.labels) == 2:
+            labels, probs = self.predict_batch(texts, k=1)
+            return np.array([float(p[0]) if row[0] == label else 1.0 - float(p[0]) for row, p in zip(labels, probs)])
+        wanted = f"__label__{label}"
+        return np.array([next((p for p, name in self._model.f.predict(preprocess(t) + "\n", -1, 0.0, "strict")
+                               if name == wanted), 0.0) for t in texts], dtype=float)
 
 
 def train_supervised(texts: list[str], labels: list[str], path: str, *, lr: float = 0.1, dim: int = 100,

@@ -1,16 +1,22 @@
 """score: put model scores on documents (PreSelect's `preselect_score`, DataMan students' ratings and
-domain). It never removes a document: the `select` stage that follows applies thresholds, so changing
-one reruns `select` and what follows, never the models.
+domain, a column per classifier a user brings: fastText or Hugging Face, and Nemotron-CC's ensemble
+`quality_bucket`). It never removes a document: the `select` stage that follows applies thresholds, so
+changing one reruns `select` and what follows, never the models.
 """
 
 from collections.abc import Iterable
 
+import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from pipelines import io
+from pipelines.documents import DOC_FIELDS
 from pipelines.errors import ConfigError
 from pipelines.report_parts import columns, grouped_bars, table, top_series, views
-from pipelines.stage import CheckContext, Stage, StageResult
+from pipelines.stage import CheckContext, Phase, PhaseContext, Stage, StageResult, Upstream
+from pipelines.stages import buckets as buckets_
+from scorers import classifiers as classifiers_
 from scorers import langid
 from scorers._config import StrictModel
 from scorers.dataman.students import DATAMAN_COLUMNS, Students
@@ -33,15 +39,56 @@ class DatamanStageConfig(StrictModel):
 class ScoreConfig(StrictModel):
     """Model scores as columns. Documents in a language the models were not trained on are scored all the
     same and flagged: `score_flag = unseen_language.<lang>`. The stats have histograms per shard:
-    `hist.preselect_score.0.x` (tenths), `hist.dataman_<criterion>.<1-5>`, `hist.domain.<name>`."""
+    `hist.preselect_score.0.x` (tenths), `hist.dataman_<criterion>.<1-5>`, `hist.domain.<name>`,
+    `hist.<classifier>.<bucket>` (tenths for a probability, whole numbers for a regression head) and
+    `hist.quality_bucket.<k>`."""
 
     preselect: PreSelectStageConfig | None = Field(None, description="PreSelect scorer")
     dataman: DatamanStageConfig | None = Field(None, description="DataMan students")
+    classifiers: list[classifiers_.ClassifierConfig] = Field(
+        default_factory=list, description="classifiers users bring, each adding the column `name`: "
+                                          "{name, kind: fasttext, path, label} or {name, kind: hf, path, head, ...}")
+    buckets: buckets_.BucketsConfig | None = Field(None, description="Nemotron-CC's ensemble buckets: adds "
+                                                                     "quality_bucket (0 ... n-1)")
     flag_languages: bool = Field(True, description="flag documents in languages the models did not see in "
                                                    "training; uses the filter's `language`, else identifies the "
                                                    "first 200 characters (about 12 % of the stage's time)")
 
     select: None = Field(None, exclude=True, description="moved: the rules are `stages.select` now")
+
+    _buckets: tuple[str, str] | None = PrivateAttr(None)  # the cut points file and its task's fingerprint
+
+    @model_validator(mode="after")
+    def _names(self) -> "ScoreConfig":
+        names = [c.name for c in self.classifiers]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"classifiers[{i}].name: {name!r} is given twice")
+        for i, name in enumerate(self.buckets.classifiers if self.buckets else []):
+            if name not in names:
+                raise ValueError(f"buckets.classifiers[{i}]: {name!r} is not the name of one of `classifiers` "
+                                 f"{names}")
+        return self
+
+    def bucketed(self) -> list[classifiers_.ClassifierConfig]:
+        """The classifiers that `buckets` combines, in its order."""
+        by_name = {c.name: c for c in self.classifiers}
+        return [by_name[name] for name in self.buckets.classifiers] if self.buckets else []
+
+    def trained_models(self) -> tuple[tuple[str, str], ...]:
+        """(column, model) of the models that record the documents they were trained on (a top_fraction
+        threshold is measured without them): PreSelect's, and classifiers made by `gristmill classifier train`."""
+        models = [("preselect_score", self.preselect.model)] if self.preselect else []
+        models += [(c.name, c.path) for c in self.classifiers
+                   if c.kind == "fasttext" and "trained_ids" in classifiers_.sidecar(c.path)]
+        return tuple(models)
+
+    def with_buckets(self, path: str, fingerprint: str) -> "ScoreConfig":
+        """A copy that reads its bucket cut points from `path`, written by the task with `fingerprint` (not
+        in dumps or fingerprints: the cut points follow from the upstream data and this config, which are)."""
+        copy = self.model_copy()
+        copy._buckets = (path, fingerprint)
+        return copy
 
     @field_validator("select", mode="before")
     @classmethod
@@ -60,10 +107,25 @@ def run(docs: Iterable[dict], cfg: ScoreConfig) -> StageResult:
     if students is not None and batch:
         for doc, ratings in zip(batch, students.rate([d["text"] or "" for d in batch])):
             doc.update(ratings)
+    for classifier in cfg.classifiers:
+        for doc, value in zip(batch, classifiers_.score(classifier, [d["text"] or "" for d in batch]).tolist()):
+            doc[classifier.name] = value
+    if cfg.buckets is not None and batch:
+        _put_in_buckets(batch, cfg)
     trained = [scorer.info.get("languages") if scorer else None, students.languages if students else None]
+    trained += [classifiers_.sidecar(c.path).get("languages") for c in cfg.classifiers]
     if cfg.flag_languages:
         _flag_unseen_languages(batch, [langs for langs in trained if langs])
-    return StageResult(docs=batch, metrics=_histograms(batch))
+    return StageResult(docs=batch, metrics=_histograms(batch, cfg))
+
+
+def _put_in_buckets(docs: list[dict], cfg: ScoreConfig) -> None:
+    if cfg._buckets is None:
+        raise ValueError("score: buckets need the cut points measured by the release (prepare)")
+    cuts = buckets_.measured(*cfg._buckets)["cuts"]
+    per_classifier = [buckets_.assign(np.array([d[c.name] for d in docs]), cuts[c.name]) for c in cfg.bucketed()]
+    for doc, bucket in zip(docs, buckets_.combine(per_classifier, cfg.buckets.combine).tolist()):
+        doc[buckets_.COLUMN] = bucket
 
 
 # the language of a document the filter did not identify, from its head: enough to flag, and cheap
@@ -84,15 +146,17 @@ def _flag_unseen_languages(docs: list[dict], trained: list[dict]) -> None:
         doc["score_flag"] = f"unseen_language.{language}" if unseen else None
 
 
-def _histograms(docs: list[dict]) -> dict[str, float]:
+def _histograms(docs: list[dict], cfg: ScoreConfig) -> dict[str, float]:
     """Counts for the stats table (per shard, so per source): preselect_score in tenths, each DataMan
-    rating value and each domain, over every scored document (kept or not)."""
+    rating value and each domain, each classifier's column and quality_bucket, over every scored document
+    (kept or not)."""
     counts: dict[str, float] = {}
     for doc in docs:
         keys = []
         if doc.get("preselect_score") is not None:
             keys.append(f"hist.preselect_score.{min(int(doc['preselect_score'] * 10), 9) / 10:.1f}")
-        keys += [f"hist.{c}.{doc[c]}" for c in DATAMAN_COLUMNS + ("domain",) if doc.get(c) is not None]
+        keys += [f"hist.{c}.{doc[c]}" for c in DATAMAN_COLUMNS + ("domain", buckets_.COLUMN) if doc.get(c) is not None]
+        keys += [f"hist.{c.name}.{classifiers_.histogram_bucket(c, doc[c.name])}" for c in cfg.classifiers]
         for key in keys:
             counts[key] = counts.get(key, 0) + 1
     return counts
@@ -106,9 +170,7 @@ def report(con, output: str) -> list[str]:
     for source, metric, value in con.execute(
             "SELECT coalesce(source, '(none)'), metric, sum(value) FROM stats WHERE stage = ? AND metric LIKE 'hist.%' "
             "GROUP BY ALL ORDER BY 2, 1", [NAME]).fetchall():
-        name = metric[len("hist."):]
-        family, bucket = ("preselect_score", name[len("preselect_score."):]) if name.startswith("preselect_score.") \
-            else name.rsplit(".", 1)  # a preselect_score bucket has a dot of its own (0.3)
+        family, bucket = metric[len("hist."):].split(".", 1)  # a column has no dot; a bucket may (0.3)
         families.setdefault(family, []).append((source, bucket, value))
     if not families:
         return []
@@ -116,7 +178,7 @@ def report(con, output: str) -> list[str]:
     rows = []
     for family, got in sorted(families.items()):
         buckets = {b for _, b, _ in got}
-        if family == "preselect_score":  # every tenth, the empty ones too
+        if any("." in b for b in buckets):  # a probability, in tenths (a regression's buckets are whole)
             buckets |= {f"{i / 10:.1f}" for i in range(10)}
         buckets = sorted(buckets, key=_bucket_key)
         labels, series = top_series(got, buckets)
@@ -125,7 +187,19 @@ def report(con, output: str) -> list[str]:
     parts.append("<details><summary>the counts</summary>"
                  + table(["score", "bucket", "source", "documents"], rows, "score_hist") + "</details>")
     parts += _per_domain(con)
-    return parts
+    return parts + _cut_points(output)
+
+
+def _cut_points(output: str) -> list[str]:
+    """The quality buckets' cut points (from the manifest: they match its config)."""
+    manifest = io.join(output, "manifest.json")
+    cuts = io.read_json(manifest).get("score_buckets") if io.exists(manifest) else None
+    if not cuts:
+        return []
+    rows = [(name, ", ".join(f"{c:g}" for c in points)) for name, points in cuts["cuts"].items()]
+    return [f"<h3>Quality buckets: {cuts['n']} per classifier, combined by {cuts['combine']}, weighted by "
+            f"{cuts['weight']}, cut points measured on {cuts['sampled']} documents</h3>",
+            table(["classifier", "cut points (bucket k starts at the k-th)"], rows, "score_buckets")]
 
 
 def _bucket_key(bucket: str):
@@ -168,14 +242,62 @@ def check(cfg: ScoreConfig, ctx: CheckContext) -> None:
             Students(cfg.dataman.models)
         except FileNotFoundError as exc:
             raise ConfigError(f"dataman.models: {exc}") from None
+    taken = _taken_columns()
+    for i, classifier in enumerate(cfg.classifiers):
+        if classifier.name in taken:
+            raise ConfigError(f"classifiers[{i}].name: {classifier.name!r} is already a column "
+                              f"({taken[classifier.name]})")
+        try:
+            classifiers_.load(classifier)
+        except ImportError as exc:
+            raise ConfigError(f"classifiers[{i}]: kind {classifier.kind} needs {exc.name}: pip install -e "
+                              f"\".[lm]\"") from None
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            key = "label" if "no label" in str(exc) else "device" if "device cuda" in str(exc) else "path"
+            raise ConfigError(f"classifiers[{i}].{key}: {exc}") from None
+
+
+def _taken_columns() -> dict[str, str]:
+    """Column names a classifier cannot take, with whose they are."""
+    from pipelines.registry import STAGES  # here: the registry imports this module
+
+    taken = {f.name: "documents" for f in DOC_FIELDS}
+    taken.update({f.name: f"stage {stage.name}" for stage in STAGES if not callable(stage.columns)
+                  for f in stage.columns})
+    taken.update({f.name: "score" for f in FIXED_COLUMNS} | {buckets_.COLUMN: "score buckets"})
+    return taken
+
+
+def prepare(cfg: ScoreConfig, ctx: PhaseContext) -> tuple[ScoreConfig, list[Phase]]:
+    """With buckets: the cut points task over every part's documents, before the documents phase; every
+    part's upstream fingerprint then includes it, so new cut points rerun score."""
+    if cfg.buckets is None:
+        return cfg, []
+    from tokenize_stage import release_tokenizer
+
+    task = buckets_.BucketTask(ctx.release.output, cfg, tuple((s, ctx.upstream[s.part]) for s in ctx.shards),
+                               release_tokenizer(ctx.release))
+    cuts = task.fingerprint()
+    for part, upstream in ctx.upstream.items():
+        ctx.upstream[part] = Upstream(upstream.stage, io.sha256_json({"upstream": upstream.fingerprint,
+                                                                      "buckets": cuts}))
+    return cfg.with_buckets(task.path, cuts), [Phase("score buckets", (NAME,), [task])]
 
 
 def produces(cfg: ScoreConfig) -> list[str]:
-    return (["preselect_score"] if cfg.preselect else []) + (list(DATAMAN_COLUMNS) + ["domain"] if cfg.dataman else [])
+    return ((["preselect_score"] if cfg.preselect else []) + (list(DATAMAN_COLUMNS) + ["domain"] if cfg.dataman else [])
+            + [c.name for c in cfg.classifiers] + ([buckets_.COLUMN] if cfg.buckets else []))
 
 
-STAGE = Stage(
-    name=NAME, config=ScoreConfig, check=check, run=run, produces=produces, report=report,
-    columns=(pa.field("preselect_score", pa.float64()), *(pa.field(c, pa.int8()) for c in DATAMAN_COLUMNS),
-             pa.field("domain", pa.string()), pa.field("score_flag", pa.string())),
-)
+FIXED_COLUMNS = (pa.field("preselect_score", pa.float64()), *(pa.field(c, pa.int8()) for c in DATAMAN_COLUMNS),
+                 pa.field("domain", pa.string()), pa.field("score_flag", pa.string()))
+
+
+def fields(cfg: ScoreConfig) -> tuple[pa.Field, ...]:
+    """The fixed columns (null where not produced), then a float64 per classifier and quality_bucket."""
+    return (FIXED_COLUMNS + tuple(pa.field(c.name, pa.float64()) for c in cfg.classifiers)
+            + ((pa.field(buckets_.COLUMN, pa.int16()),) if cfg.buckets else ()))
+
+
+STAGE = Stage(name=NAME, config=ScoreConfig, check=check, run=run, produces=produces, report=report,
+              columns=fields, prepare=prepare)

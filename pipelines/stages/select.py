@@ -16,13 +16,11 @@ import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import Field, PrivateAttr, RootModel
 
 from pipelines import io
@@ -33,11 +31,11 @@ from pipelines.report_parts import table
 from pipelines.shard_task import ShardTask
 from pipelines.stage import CheckContext, Phase, PhaseContext, Stage, StageResult, Upstream
 from scorers._config import StrictModel
-from scorers.dataman.students import DATAMAN_COLUMNS
-from scorers.preselect import PreSelectScorer, threshold_for_fraction
+from scorers.classifiers import COLUMN_NAME, sidecar
+from scorers.preselect import threshold_for_fraction
 
 NAME = "select"
-ScoreColumn = Literal[("preselect_score", "language_score", "domain") + DATAMAN_COLUMNS]
+ScoreColumn = Annotated[str, Field(pattern=COLUMN_NAME)]  # a column some stage before fills (checked)
 THRESHOLDS = "_thresholds.json"  # under OUT/select/
 log = logging.getLogger(__name__)
 
@@ -46,7 +44,8 @@ class SelectRule(StrictModel):
     """Keep documents whose `column` lies in [min, max] (or, for `domain`, is one of `values`)."""
 
     column: ScoreColumn = Field(description="language_score (filter), preselect_score, dataman_<criterion>, "
-                                            "dataman_overall, domain (score)")
+                                            "dataman_overall, domain, a classifier's name, quality_bucket "
+                                            "(score)")
     min: float | None = Field(None, description="lowest value kept")
     max: float | None = Field(None, description="highest value kept")
     top_fraction: float | None = Field(None, gt=0, le=1,
@@ -142,8 +141,8 @@ def prepare(cfg: SelectConfig, ctx: PhaseContext) -> tuple[SelectConfig, list[Ph
     if not cfg.measures_thresholds:
         return cfg, []
     score = ctx.release.stages.score
-    model = score.preselect.model if score is not None and score.preselect is not None else None
-    task = ThresholdTask(ctx.release.output, cfg, tuple((s, ctx.upstream[s.part]) for s in ctx.shards), model)
+    task = ThresholdTask(ctx.release.output, cfg, tuple((s, ctx.upstream[s.part]) for s in ctx.shards),
+                         score.trained_models() if score is not None else ())
     thresholds = task.fingerprint()
     for part, upstream in ctx.upstream.items():
         ctx.upstream[part] = Upstream(upstream.stage, io.sha256_json({"upstream": upstream.fingerprint,
@@ -158,7 +157,7 @@ class ThresholdTask:
     output: str
     cfg: SelectConfig
     inputs: tuple[tuple[ShardTask, Upstream], ...]  # every part, with where its documents are
-    model: str | None  # the PreSelect model: a preselect_score rule leaves out the documents it was trained on
+    models: tuple[tuple[str, str], ...]  # (column, model): a rule on it leaves out the documents it was trained on
     part: str = "select-thresholds"
     input_file: str = ""
 
@@ -171,35 +170,29 @@ class ThresholdTask:
         return io.join(self.output, NAME, "_SUCCESS.thresholds")
 
     def fingerprint(self) -> str:
-        return io.sha256_json({"select": fingerprint_data(self.cfg), "model": self.model,
+        return io.sha256_json({"select": fingerprint_data(self.cfg), "models": self.models,
                                "upstream": [[shard.part, up.fingerprint] for shard, up in self.inputs]})
 
     def run(self) -> dict:
         rules = {i: rule for i, rule in enumerate(self.cfg.root) if rule.top_fraction is not None}
-        trained = _trained_ids(self.model) if any(r.column == "preselect_score" for r in rules.values()) else set()
-        samples = {i: _Sample(rule, trained if rule.column == "preselect_score" else set())
+        models = dict(self.models)
+        samples = {i: _Sample(rule, _trained_ids(models[rule.column]) if rule.column in models else set())
                    for i, rule in rules.items()}
         columns = sorted({rule.column for rule in rules.values()})
         for shard, upstream in self.inputs:
-            for batch in _batches(shard.path(upstream.stage), ["id", "text", *columns]):
+            for batch in io.iter_batches(shard.path(upstream.stage), ["id", "text", *columns]):
                 for sample in samples.values():
                     sample.add(batch)
         io.write_json_atomic(self.path, {"rules": {str(i): s.result(i) for i, s in samples.items()}})
         return {}
 
 
-def _trained_ids(model: str | None) -> set[str]:
-    info = PreSelectScorer.load(model).info if model else {}
+def _trained_ids(model: str) -> set[str]:
+    info = sidecar(model)
     if "trained_ids" not in info:
         log.warning("%s records no trained_ids (an older model): its training documents stay in the threshold "
                     "sample", model)
     return set(info.get("trained_ids", ()))
-
-
-def _batches(path: str, columns: list[str]):
-    """The columns of a part's documents, one row group at a time (texts are read, never all at once)."""
-    with fsspec.open(path, "rb") as fh:
-        yield from pq.ParquetFile(fh).iter_batches(columns=columns)
 
 
 class _Sample:

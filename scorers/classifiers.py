@@ -1,0 +1,160 @@
+"""Quality classifiers as users bring them: each adds one numeric column to the score stage's documents.
+
+fasttext  a local .bin/.ftz: the column is P(label) (DCLM's filter: `label: hq`; models made by
+          `gristmill classifier train`: `positive`, the default). Texts are prepared as at training
+          time (`fasttext_model.preprocess`: one line).
+hf        a local folder that AutoModelForSequenceClassification and AutoTokenizer load (never a
+          download): `head: regression` takes the single logit (FineWeb-Edu's educational value),
+          `head: label` P(label) from the softmax. Texts are cut to `max_tokens` tokens; a batch
+          window (the stage's batch) is sorted by length so that padding is short.
+
+Scores are rounded to SCORE_DECIMALS, as preselect_score is, so that the same texts give the same bytes
+whatever the batch shapes, the worker count or the runner.
+"""
+
+import functools
+import json
+import os
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from scorers import fasttext_model
+from scorers._config import StrictModel
+from scorers.preselect import SCORE_DECIMALS
+
+COLUMN_NAME = r"^[a-z][a-z0-9_]*$"  # a DuckDB column and a stats key (hist.<name>.<bucket>) without quoting
+POSITIVE = "positive"  # the label `gristmill classifier train` gives the target class
+
+
+class ClassifierConfig(StrictModel):
+    """One classifier: its score becomes the column `name`."""
+
+    name: str = Field(pattern=COLUMN_NAME, description="the column it adds (lower case, digits, _), e.g. dclm")
+    kind: Literal["fasttext", "hf"] = Field(description="fasttext (a .bin/.ftz) | hf (a local Hugging Face "
+                                                        "sequence-classification folder)")
+    path: str = Field(description="the model file (fasttext) or folder (hf); read locally, never downloaded")
+    label: str | None = Field(None, description="fasttext: the class whose probability is the column (default "
+                                                "`positive`, as `gristmill classifier train` names it); hf with "
+                                                "head: label: a name in the model's id2label")
+    head: Literal["regression", "label"] | None = Field(
+        None, description="hf: regression (the one logit, e.g. FineWeb-Edu's 0-5 score) | label (P(label))")
+    max_tokens: int = Field(512, ge=1, description="hf: texts are cut to this many tokens (and to the model's "
+                                                   "positions)")
+    batch_size: int = Field(32, ge=1, description="hf: documents per forward pass")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="hf: auto takes a GPU when there is one")
+
+    @model_validator(mode="after")
+    def _kind_settings(self) -> "ClassifierConfig":
+        if self.kind == "fasttext" and self.head is not None:
+            raise ValueError("head: only for kind: hf")
+        if self.kind == "hf" and self.head is None:
+            raise ValueError("head: kind hf needs head: regression | label")
+        if self.kind == "hf" and self.head == "label" and self.label is None:
+            raise ValueError("label: head: label needs the label whose probability is the column")
+        if self.kind == "hf" and self.head == "regression" and self.label is not None:
+            raise ValueError("label: not with head: regression (the column is the model's one output)")
+        return self
+
+    @property
+    def probability(self) -> bool:
+        """Whether the column is a probability in [0, 1] (its histogram is in tenths)."""
+        return self.kind == "fasttext" or self.head == "label"
+
+
+def sidecar(path: str) -> dict:
+    """`<model>.json` beside a model made by `gristmill classifier train` ({} for a model from elsewhere)."""
+    try:
+        with open(f"{path}.json") as fh:
+            return json.load(fh)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+class FastTextClassifier:
+    def __init__(self, cfg: ClassifierConfig):
+        self.model = fasttext_model.load(cfg.path)
+        self.label = cfg.label or POSITIVE
+        if self.label not in self.model.labels:
+            raise ValueError(f"no label {self.label!r} in {cfg.path}: its labels are {self.model.labels}")
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        return self.model.probabilities(texts, self.label)
+
+
+class HFClassifier:
+    def __init__(self, cfg: ClassifierConfig):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar per worker and model load, on every run's stderr
+        if not os.path.isdir(cfg.path):
+            raise FileNotFoundError(f"{cfg.path}: no such folder (a Hugging Face model saved locally)")
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device cuda: torch sees no GPU here (use device: auto to fall back to the CPU)")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.path, local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(cfg.path, local_files_only=True).eval()
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{cfg.path}: not a local Hugging Face sequence-classification folder: {exc}") from None
+        config = self.model.config
+        if cfg.head == "regression" and config.num_labels != 1:
+            raise ValueError(f"{cfg.path}: head regression needs a model with one output, this one has "
+                             f"{config.num_labels} labels {sorted(config.label2id)}: use head: label")
+        self.index = None
+        if cfg.head == "label":
+            if cfg.label not in config.label2id:
+                raise ValueError(f"no label {cfg.label!r} in {cfg.path}: its labels are {sorted(config.label2id)}")
+            self.index = config.label2id[cfg.label]
+        positions = getattr(config, "max_position_embeddings", None) or cfg.max_tokens
+        self.max_tokens = min(cfg.max_tokens, positions)
+        self.batch_size = cfg.batch_size
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        self.model.to(self.device)
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        """Texts tokenized once, cut to max_tokens, run in batches of similar length, put back in order."""
+        import torch
+
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.empty(len(ids))
+        with torch.inference_mode():
+            for at in range(0, len(order), self.batch_size):
+                chunk = order[at:at + self.batch_size]
+                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
+                logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits.float()
+                values = logits[:, 0] if self.index is None else torch.softmax(logits, -1)[:, self.index]
+                out[chunk] = values.cpu().numpy()
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def load(cfg: ClassifierConfig) -> FastTextClassifier | HFClassifier:
+    """A classifier, loaded once per process. Raises FileNotFoundError or ValueError, naming the file."""
+    if cfg.kind == "fasttext":
+        if not os.path.isfile(cfg.path):
+            raise FileNotFoundError(f"{cfg.path}: no such file (a fastText .bin or .ftz)")
+        try:
+            return FastTextClassifier(cfg)
+        except ValueError as exc:
+            if "no label" in str(exc):
+                raise
+            raise ValueError(f"{cfg.path}: not a fastText model: {exc}") from None
+    return HFClassifier(cfg)
+
+
+def score(cfg: ClassifierConfig, texts: list[str]) -> np.ndarray:
+    """The column's values for `texts`, rounded to SCORE_DECIMALS."""
+    if not texts:
+        return np.empty(0)
+    return load(cfg).score(texts).round(SCORE_DECIMALS)
+
+
+def histogram_bucket(cfg: ClassifierConfig, value: float) -> str:
+    """The stats histogram's bucket of a value: tenths for a probability, whole numbers for a regression."""
+    if cfg.probability:
+        return f"{min(int(value * 10), 9) / 10:.1f}"
+    return f"{int(np.floor(value))}"
