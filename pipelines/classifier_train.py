@@ -25,7 +25,7 @@ from pipelines.readers import SourceConfig
 from pipelines.sample import iter_texts
 from scorers import fasttext_model, langid, preselect
 from scorers._config import StrictModel
-from scorers.classifiers import POSITIVE
+from scorers.classifiers import POSITIVE, sidecar
 
 NEGATIVE = "negative"
 
@@ -110,4 +110,5 @@ def train(spec: ClassifierSpec) -> dict:
         "trained_ids": sorted(docs[i][0] for i in fit),
     }
     Path(f"{spec.output}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    sidecar.cache_clear()
     return info

@@ -15,6 +15,7 @@ whatever the batch shapes, the worker count or the runner.
 import functools
 import json
 import os
+import re
 from typing import Literal
 
 import numpy as np
@@ -63,8 +64,10 @@ class ClassifierConfig(StrictModel):
         return self.kind == "fasttext" or self.head == "label"
 
 
+@functools.lru_cache(maxsize=16)
 def sidecar(path: str) -> dict:
-    """`<model>.json` beside a model made by `gristmill classifier train` ({} for a model from elsewhere)."""
+    """`<model>.json` beside a model made by `gristmill classifier train` ({} for a model from elsewhere), read
+    once per process (it lists every document trained on: megabytes at scale). Callers must not change it."""
     try:
         with open(f"{path}.json") as fh:
             return json.load(fh)
@@ -108,8 +111,7 @@ class HFClassifier:
             if cfg.label not in config.label2id:
                 raise ValueError(f"no label {cfg.label!r} in {cfg.path}: its labels are {sorted(config.label2id)}")
             self.index = config.label2id[cfg.label]
-        positions = getattr(config, "max_position_embeddings", None) or cfg.max_tokens
-        self.max_tokens = min(cfg.max_tokens, positions)
+        self.max_tokens = min(cfg.max_tokens, _positions(config, self.tokenizer))
         self.batch_size = cfg.batch_size
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
         self.model.to(self.device)
@@ -118,7 +120,7 @@ class HFClassifier:
         """Texts tokenized once, cut to max_tokens, run in batches of similar length, put back in order."""
         import torch
 
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
+        ids = self._ids(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.empty(len(ids))
         with torch.inference_mode():
@@ -129,6 +131,45 @@ class HFClassifier:
                 values = logits[:, 0] if self.index is None else torch.softmax(logits, -1)[:, self.index]
                 out[chunk] = values.cpu().numpy()
         return out
+
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        """The token ids of each text cut to max_tokens, as tokenizing the whole text gives them, from a head
+        of the text when that is enough: a page of megabytes is cut to PREFIX_CHARS per token first, and
+        tokenized whole only when its kept tokens reach into the head's last word (which the cut may split;
+        no token spans whitespace)."""
+        cut = PREFIX_CHARS * self.max_tokens
+        if not self.tokenizer.is_fast:  # no offsets: tokenize whole texts
+            return self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
+        heads = [t[:cut] for t in texts]
+        enc = self.tokenizer(heads, truncation=True, max_length=self.max_tokens, return_offsets_mapping=True)
+        ids = enc["input_ids"]
+        again = [i for i, (text, head) in enumerate(zip(texts, heads)) if len(text) > cut and
+                 max((end for _, end in enc["offset_mapping"][i]), default=0) > _last_word(head)]
+        if again:
+            whole = self.tokenizer([texts[i] for i in again], truncation=True, max_length=self.max_tokens)
+            for i, row in zip(again, whole["input_ids"]):
+                ids[i] = row
+        return ids
+
+
+PREFIX_CHARS = 16  # characters per token kept before tokenizing a long text (a token averages about 4)
+
+
+def _last_word(text: str) -> int:
+    """Where the last whitespace-delimited word of `text` starts (0 when it has no whitespace)."""
+    match = re.search(r"\s\S*$", text)
+    return match.start() + 1 if match else 0
+
+
+def _positions(config, tokenizer) -> int:
+    """How many tokens the model takes: its position table, less the offset RoBERTa-style models start
+    positions at (pad id + 1), and no more than the tokenizer's own maximum when it has one."""
+    positions = getattr(config, "max_position_embeddings", None) or 1 << 30
+    if "roberta" in config.model_type or config.model_type in ("camembert", "longformer", "data2vec-text"):
+        positions -= (config.pad_token_id or 0) + 1
+    limit = getattr(tokenizer, "model_max_length", None) or 1 << 30
+    return min(positions, limit if limit < 1 << 30 else positions)
 
 
 @functools.lru_cache(maxsize=8)

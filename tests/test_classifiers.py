@@ -176,6 +176,29 @@ def test_hugging_face_heads_equal_a_forward_pass_and_truncate(tmp_path, pool, be
     assert max(len(d["text"]) for d in docs) > 2000  # longer than 64 tokens: truncated, not an error
 
 
+def test_long_texts_are_cut_as_whole_tokenization_cuts_them(tmp_path, berts):
+    import transformers
+
+    from scorers.classifiers import ClassifierConfig, HFClassifier
+
+    edu, _ = berts
+    model = HFClassifier(ClassifierConfig(name="e", kind="hf", path=edu, head="regression"))
+    prose = " ".join(PROSE * 20)
+    texts = [prose, "x" * 5000, "short text", prose.replace(" ", "\n"), "a " * 600 + "b" * 3000]
+    whole = model.tokenizer(texts, truncation=True, max_length=model.max_tokens)["input_ids"]
+    assert model._ids(texts) == whole and max(len(t) for t in texts) > 16 * model.max_tokens
+    # RoBERTa-style models start positions at pad id + 1: a 66-position table takes 64 tokens, and a long
+    # text with max_tokens 512 is cut to them rather than indexing past the table
+    config = transformers.RobertaConfig(vocab_size=len(model.tokenizer), hidden_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=66,
+                                        pad_token_id=model.tokenizer.pad_token_id, num_labels=1)
+    transformers.RobertaForSequenceClassification(config).save_pretrained(tmp_path / "roberta")
+    model.tokenizer.save_pretrained(tmp_path / "roberta")
+    roberta = HFClassifier(ClassifierConfig(name="r", kind="hf", path=str(tmp_path / "roberta"), head="regression"))
+    assert roberta.max_tokens == 66 - model.tokenizer.pad_token_id - 1
+    assert np.isfinite(roberta.score([prose])).all()
+
+
 def test_same_bytes_with_one_and_two_workers_and_on_ray(tmp_path, pool, berts, target_model, ray_cluster):
     edu, _ = berts
     classifiers = [f"{{name: edu, kind: hf, path: {edu}, head: regression}}",

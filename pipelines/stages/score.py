@@ -176,10 +176,13 @@ def report(con, output: str) -> list[str]:
         return []
     parts = ["<h2>Score histograms</h2>"]
     rows = []
+    cuts = _cuts_used(output)
     for family, got in sorted(families.items()):
         buckets = {b for _, b, _ in got}
         if any("." in b for b in buckets):  # a probability, in tenths (a regression's buckets are whole)
             buckets |= {f"{i / 10:.1f}" for i in range(10)}
+        if family == buckets_.COLUMN and cuts:  # every quality bucket, the empty ones too
+            buckets |= {str(k) for k in range(cuts["n"])}
         buckets = sorted(buckets, key=_bucket_key)
         labels, series = top_series(got, buckets)
         parts.append(grouped_bars(labels, series, family, xlabel=family, ylabel="documents"))
@@ -187,13 +190,16 @@ def report(con, output: str) -> list[str]:
     parts.append("<details><summary>the counts</summary>"
                  + table(["score", "bucket", "source", "documents"], rows, "score_hist") + "</details>")
     parts += _per_domain(con)
-    return parts + _cut_points(output)
+    return parts + _cut_points(cuts)
 
 
-def _cut_points(output: str) -> list[str]:
+def _cuts_used(output: str) -> dict | None:
     """The quality buckets' cut points (from the manifest: they match its config)."""
     manifest = io.join(output, "manifest.json")
-    cuts = io.read_json(manifest).get("score_buckets") if io.exists(manifest) else None
+    return io.read_json(manifest).get("score_buckets") if io.exists(manifest) else None
+
+
+def _cut_points(cuts: dict | None) -> list[str]:
     if not cuts:
         return []
     rows = [(name, ", ".join(f"{c:g}" for c in points)) for name, points in cuts["cuts"].items()]
