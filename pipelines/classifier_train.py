@@ -47,6 +47,10 @@ class ClassifierSpec(StrictModel):
     output: str
 
 
+def _paths(sources: list[SourceConfig]) -> list[str]:
+    return [p for s in sources for p in s.paths]
+
+
 def load_spec(path: str) -> ClassifierSpec:
     return load_yaml(path, ClassifierSpec)
 
@@ -85,15 +89,21 @@ def metrics(probabilities: np.ndarray, truth: np.ndarray) -> dict:
 def train(spec: ClassifierSpec) -> dict:
     positives = draw(spec.positives, spec.max_positives, spec.seed)
     if len(positives) < 2:
-        raise ValueError(f"positives: {len(positives)} documents with text; at least 2 are needed")
+        raise ValueError(f"positives: {len(positives)} documents with text in {_paths(spec.positives)}; at least "
+                         "2 are needed")
     wanted = max(2, round(len(positives) * spec.negatives_per_positive))
     negatives = draw(spec.negatives, wanted, spec.seed, {hashlib.sha1(t.encode()).digest() for _, t in positives})
     if len(negatives) < 2:
-        raise ValueError(f"negatives: {len(negatives)} documents with text (other than the positives); at least "
-                         "2 are needed")
+        raise ValueError(f"negatives: {len(negatives)} documents with text (other than the positives) in "
+                         f"{_paths(spec.negatives)}; at least 2 are needed")
     docs = positives + negatives
     labels = [POSITIVE] * len(positives) + [NEGATIVE] * len(negatives)
     fit, held = preselect.stratified_split(labels, spec.held_out, spec.seed)
+    for label in (POSITIVE, NEGATIVE):
+        if not any(labels[i] == label for i in fit):
+            raise ValueError(f"held_out: {spec.held_out} of the {labels.count(label)} {label} documents leaves none "
+                             "to train on")
+    fit = np.random.default_rng(spec.seed).permutation(fit)  # classes interleaved: fastText learns in file order
     f = spec.fasttext
     model = fasttext_model.train_supervised(
         [docs[i][1] for i in fit], [labels[i] for i in fit], spec.output, lr=f.lr, dim=f.dim, epoch=f.epoch,

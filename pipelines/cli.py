@@ -127,7 +127,7 @@ def cmd_classifier_train(args) -> int:
     spec = load_spec(args.spec)
     try:
         info = train(spec)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:  # too few documents, an output that cannot be written
         print(f"error: {args.spec}: {exc}", file=sys.stderr)
         return 2
     d, h = info["documents"], info["held_out"]

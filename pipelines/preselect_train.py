@@ -63,11 +63,11 @@ class LMSpec(StrictModel):
 
 
 class FastTextSpec(StrictModel):
-    lr: float = 0.1
-    dim: int = 100
-    epoch: int = 5
-    word_ngrams: int = 2
-    bucket: int = 2_000_000  # fastText's default; a small sample needs far fewer
+    lr: float = Field(0.1, gt=0)
+    dim: int = Field(100, ge=1)
+    epoch: int = Field(5, ge=1)
+    word_ngrams: int = Field(2, ge=1)
+    bucket: int = Field(2_000_000, ge=1)  # fastText's default; a small sample needs far fewer
     seed: int = 0
 
 

@@ -76,7 +76,9 @@ def _documents(ctx: PhaseContext, chain: list[tuple[Stage, object]], name: str) 
     tasks = []
     for shard in ctx.shards:
         upstream = ctx.upstream[shard.part]
-        task = replace(shard, chain=_chain(chain, shard.source.format), after=upstream if upstream.stage else None)
+        # the input file itself, unless a prepare phase (score's buckets) put its fingerprint on it
+        reads_input = upstream.stage is None and upstream.fingerprint == shard.fingerprint_upto(-1)
+        task = replace(shard, chain=_chain(chain, shard.source.format), after=None if reads_input else upstream)
         if task.chain:
             tasks.append(task)
             ctx.upstream[shard.part] = Upstream(task.chain[-1][0].name, task.fingerprint())
@@ -168,8 +170,8 @@ def _run_locked(cfg: ReleaseConfig, progress: bool) -> dict:
     runner = make_runner(cfg.runner, scratch=io.join(cfg.output, "_logs"))
     runner.start()  # connects to the engine and checks the resources asked for, before any work
     io.remove_temporaries(cfg.output)  # the lock is ours: leftovers are from a crash
-    buckets = {name: getattr(cfg.stages, name).buckets for name in cfg.stages.enabled()
-               if hasattr(getattr(cfg.stages, name), "buckets")}
+    buckets = {name: getattr(cfg.stages, name).buckets for name in cfg.stages.enabled()  # shuffle buckets (a
+               if isinstance(getattr(getattr(cfg.stages, name), "buckets", None), int)}  # count), not score's
     set_aside_stale(cfg.output, {t.part for t in shards}, buckets)
     began = time.time()
     try:

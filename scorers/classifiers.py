@@ -13,6 +13,7 @@ whatever the batch shapes, the worker count or the runner.
 """
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -45,11 +46,15 @@ class ClassifierConfig(StrictModel):
                                                    "positions)")
     batch_size: int = Field(32, ge=1, description="hf: documents per forward pass")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="hf: auto takes a GPU when there is one")
+    digest: str | None = Field(None, description="set when the release starts (leave it out): the sizes and "
+                                                 "modification times of the model's files, so that a model "
+                                                 "replaced in place reruns score")
 
     @model_validator(mode="after")
     def _kind_settings(self) -> "ClassifierConfig":
-        if self.kind == "fasttext" and self.head is not None:
-            raise ValueError("head: only for kind: hf")
+        hf_only = sorted({"head", "max_tokens", "batch_size", "device"} & self.model_fields_set)
+        if self.kind == "fasttext" and hf_only:
+            raise ValueError(f"{hf_only[0]}: only for kind: hf")
         if self.kind == "hf" and self.head is None:
             raise ValueError("head: kind hf needs head: regression | label")
         if self.kind == "hf" and self.head == "label" and self.label is None:
@@ -62,6 +67,18 @@ class ClassifierConfig(StrictModel):
     def probability(self) -> bool:
         """Whether the column is a probability in [0, 1] (its histogram is in tenths)."""
         return self.kind == "fasttext" or self.head == "label"
+
+
+def digest(path: str) -> str | None:
+    """Of the model's files (one file, or a folder's files): their names, sizes and modification times."""
+    if os.path.isfile(path):
+        files = [path]
+    elif os.path.isdir(path):
+        files = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
+    else:
+        return None  # the check names the missing model
+    stats = [(os.path.relpath(f, path), os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=16)
@@ -83,7 +100,7 @@ class FastTextClassifier:
             raise ValueError(f"no label {self.label!r} in {cfg.path}: its labels are {self.model.labels}")
 
     def score(self, texts: list[str]) -> np.ndarray:
-        return self.model.probabilities(texts, self.label)
+        return np.clip(self.model.probabilities(texts, self.label), 0.0, 1.0)  # fastText adds 1e-5 to each
 
 
 class HFClassifier:
@@ -97,16 +114,27 @@ class HFClassifier:
             raise FileNotFoundError(f"{cfg.path}: no such folder (a Hugging Face model saved locally)")
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device cuda: torch sees no GPU here (use device: auto to fall back to the CPU)")
+        if not any(os.path.exists(os.path.join(cfg.path, f)) for f in TOKENIZER_FILES):
+            raise ValueError(f"{cfg.path}: no tokenizer in the folder (none of {', '.join(TOKENIZER_FILES)}): copy "
+                             "the model's tokenizer files beside it")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.path, local_files_only=True)
             self.model = AutoModelForSequenceClassification.from_pretrained(cfg.path, local_files_only=True).eval()
-        except (OSError, ValueError, KeyError) as exc:
-            raise ValueError(f"{cfg.path}: not a local Hugging Face sequence-classification folder: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any broken file: a config error naming it, not a traceback
+            raise ValueError(f"{cfg.path}: not a local Hugging Face sequence-classification folder: "
+                             f"{type(exc).__name__}: {exc}") from None
+        if self.tokenizer.pad_token is None:
+            raise ValueError(f"{cfg.path}: the tokenizer has no padding token (set pad_token in its "
+                             "tokenizer_config.json, and pad_token_id in config.json)")
         config = self.model.config
         if cfg.head == "regression" and config.num_labels != 1:
             raise ValueError(f"{cfg.path}: head regression needs a model with one output, this one has "
                              f"{config.num_labels} labels {sorted(config.label2id)}: use head: label")
         self.index = None
+        if cfg.head == "label" and config.num_labels < 2:
+            raise ValueError(f"{cfg.path}: head label needs a model with two labels or more, this one has one "
+                             "output: use head: regression")
+        self.sigmoid = config.problem_type == "multi_label_classification"  # independent labels, not a softmax
         if cfg.head == "label":
             if cfg.label not in config.label2id:
                 raise ValueError(f"no label {cfg.label!r} in {cfg.path}: its labels are {sorted(config.label2id)}")
@@ -128,10 +156,12 @@ class HFClassifier:
                 chunk = order[at:at + self.batch_size]
                 batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
                 logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits.float()
-                values = logits[:, 0] if self.index is None else torch.softmax(logits, -1)[:, self.index]
+                if self.index is None:
+                    values = logits[:, 0]
+                else:
+                    values = (torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, -1))[:, self.index]
                 out[chunk] = values.cpu().numpy()
         return out
-
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         """The token ids of each text cut to max_tokens, as tokenizing the whole text gives them, from a head
@@ -153,6 +183,8 @@ class HFClassifier:
         return ids
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model")
 PREFIX_CHARS = 16  # characters per token kept before tokenizing a long text (a token averages about 4)
 
 

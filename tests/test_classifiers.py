@@ -153,6 +153,22 @@ def test_top_fraction_leaves_out_what_the_classifier_was_trained_on(tmp_path, ta
     assert rule["sampled"] == len(ids) - rule["excluded_trained"]
 
 
+def test_a_model_replaced_in_place_reruns_score(tmp_path, pool):
+    from scorers import fasttext_model
+
+    texts = [json.loads(line)["text"] for line in pool.read_text().splitlines()]
+    model = tmp_path / "m.bin"
+    columns = []
+    for first in ("positive", "negative"):  # the second model learns the opposite labels
+        fasttext_model.train_supervised(texts, [first if i < 20 else ({"positive", "negative"} - {first}).pop()
+                                                for i in range(len(texts))], str(model), dim=10, epoch=20, lr=1.0,
+                                        bucket=1000)
+        cfg = release(tmp_path, "m", [f"{{name: m, kind: fasttext, path: {model}}}"], [str(pool)], select="m, min: 0")
+        run_release(cfg, progress=False)
+        columns.append([d["m"] for d in scored(Path(cfg.output)).values()])
+    assert np.mean(columns[0][:20]) > 0.5 > np.mean(columns[1][:20])
+
+
 def test_hugging_face_heads_equal_a_forward_pass_and_truncate(tmp_path, pool, berts):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -234,6 +250,9 @@ def test_cut_points_put_one_nth_of_the_weight_in_each_bucket():
         [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     big = np.array([1, 1, 100])  # the best document outweighs the upper buckets: they stay empty
     assert buckets.assign(np.array([0.1, 0.2, 0.3]), buckets.cut_points(np.array([0.1, 0.2, 0.3]), big, 4)).max() <= 3
+    tied = np.concatenate([np.zeros(600), np.arange(1, 401) / 400])  # 60 % tied at the bottom, n = 20
+    got = buckets.assign(tied, buckets.cut_points(tied, np.ones(1000, np.int64), 20))
+    assert set(got[:600]) == {5} and got[600:].min() >= 11  # the middle of the 11 buckets it spans, not the top
     a, b = np.array([0, 3, 5]), np.array([4, 1, 5])
     assert buckets.combine([a, b], "max").tolist() == [4, 3, 5]
     assert buckets.combine([a, b], "mean").tolist() == [2, 2, 5]
@@ -266,6 +285,14 @@ def test_release_buckets_hold_their_share_of_tokens_whatever_the_parts(tmp_path,
 
     html = render(whole.output)
     assert "quality_bucket" in html and "Quality buckets" in html and ">target<" in html
+    # one part changes: the cut points are measured again, and every part is put in the new buckets
+    with open(split / "p2.jsonl", "a") as fh:
+        fh.writelines(line.replace('"doc-', '"more-') for line in lines[:20])
+    run_release(parts, progress=False)
+    fresh = release(tmp_path, "fresh", classifier, [str(p) for p in sorted(split.glob("*.jsonl"))],
+                    buckets="{classifiers: [target], n: 4}", select="quality_bucket, min: 0")
+    run_release(fresh, progress=False)
+    assert scored(Path(parts.output)) == scored(Path(fresh.output))
 
 
 def _has_gpu() -> bool:
@@ -282,7 +309,10 @@ def _has_gpu() -> bool:
     ("{name: language_score, kind: fasttext, path: MODEL}", "classifiers[0].name", "already a column"),
     ("{name: id, kind: fasttext, path: MODEL}", "classifiers[0].name", "already a column"),
     ("{name: T-1, kind: fasttext, path: MODEL}", "classifiers[0].name", "should match pattern"),
-    ("{name: t, kind: hf, path: MODEL, head: regression}", "classifiers[0].path", "not a local Hugging Face"),
+    ("{name: t, kind: hf, path: MODEL, head: regression}", "classifiers[0].path", "no tokenizer in the folder"),
+    ("{name: t, kind: hf, path: EDU, head: label, label: LABEL_0}", "classifiers[0].path", "two labels or more"),
+    ("{name: t, kind: fasttext, path: MODEL, max_tokens: 64}", "classifiers[0]", "max_tokens: only for kind: hf"),
+    ("{name: cluster, kind: fasttext, path: MODEL}", "classifiers[0].name", "already a column"),
     ("{name: t, kind: hf, path: BERT}", "classifiers[0]", "head"),
     ("{name: t, kind: hf, path: BERT, head: label, label: nope}", "classifiers[0].label", "no label 'nope'"),
     ("{name: t, kind: hf, path: BERT2, head: regression}", "classifiers[0].path", "use head: label"),
@@ -290,7 +320,8 @@ def _has_gpu() -> bool:
                  "sees no GPU", marks=pytest.mark.skipif(_has_gpu(), reason="a GPU is present")),
 ])
 def test_bad_classifiers_are_config_errors_naming_the_key(tmp_path, target_model, berts, entry, key, message):
-    entry = entry.replace("BERT2", berts[1]).replace("BERT", berts[1]).replace("MODEL", str(target_model))
+    entry = entry.replace("BERT2", berts[1]).replace("BERT", berts[1]).replace("EDU", berts[0])
+    entry = entry.replace("MODEL", str(target_model))
     if "kind: hf, path: " + str(target_model) in entry:
         entry = entry.replace(str(target_model), str(tmp_path))  # a folder that is no model
     cfg = write_config(tmp_path / "bad.yaml", RELEASE.format(

@@ -8,7 +8,7 @@ entering score are written (or straight from the input files when score comes fi
 depends on neither the workers nor the parts), scores it with
 the classifiers, weighs each document by its tokens (the release's tokenizer) or as one, and writes
 OUT/score/_buckets.json (the manifest shows it). The documents phase then puts each document in the
-bucket of its score: the number of cut points at or below it.
+bucket of its score: the number of cut points at or below it (a tie spanning buckets takes the middle one).
 """
 
 import functools
@@ -66,8 +66,12 @@ def cut_points(scores: np.ndarray, weights: np.ndarray, n: int) -> list[float]:
 
 
 def assign(values: np.ndarray, cuts: list[float]) -> np.ndarray:
-    """Each value's bucket: how many cut points are at or below it."""
-    return np.searchsorted(np.asarray(cuts), values, side="right")
+    """Each value's bucket: how many cut points are at or below it; a value equal to several cut points (a
+    tie of documents that spans buckets) takes the middle one of those buckets, not the top one."""
+    cuts = np.asarray(cuts)
+    above = np.searchsorted(cuts, values, side="right")
+    below = np.searchsorted(cuts, values, side="left")
+    return np.where(above - below > 1, (above + below) // 2, above)
 
 
 def combine(per_classifier: list[np.ndarray], how: str) -> np.ndarray:
@@ -138,8 +142,7 @@ class BucketTask:
         kept = np.empty((0, 3), dtype=np.uint64)
         for i, (shard, upstream) in enumerate(self.inputs):
             row = 0
-            for batch in Documents(shard, upstream.stage).batches():
-                ids = [d["id"] for d in batch]
+            for ids in _ids(shard, upstream):
                 rows = np.arange(row, row + len(ids), dtype=np.uint64)
                 kept = np.vstack([kept, np.column_stack([seeded_keys(ids, self.cfg.buckets.seed),
                                                          np.full(len(ids), i, np.uint64), rows])])
@@ -162,6 +165,14 @@ class BucketTask:
                     pending = []
         if pending:
             yield pending
+
+
+def _ids(shard: ShardTask, upstream: Upstream):
+    """A part's ids, a batch at a time: the id column of a stage's output, or the input file's records."""
+    if upstream.stage is None:
+        yield from ([d["id"] for d in batch] for batch in Documents(shard, None).batches())
+    else:
+        yield from (batch.column("id").to_pylist() for batch in io.iter_batches(shard.path(upstream.stage), ["id"]))
 
 
 def used(cfg: "ScoreConfig | None", output: str) -> dict | None:

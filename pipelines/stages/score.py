@@ -65,6 +65,8 @@ class ScoreConfig(StrictModel):
             if name in names[:i]:
                 raise ValueError(f"classifiers[{i}].name: {name!r} is given twice")
         for i, name in enumerate(self.buckets.classifiers if self.buckets else []):
+            if name in self.buckets.classifiers[:i]:
+                raise ValueError(f"buckets.classifiers[{i}]: {name!r} is given twice")
             if name not in names:
                 raise ValueError(f"buckets.classifiers[{i}]: {name!r} is not the name of one of `classifiers` "
                                  f"{names}")
@@ -253,8 +255,9 @@ def check(cfg: ScoreConfig, ctx: CheckContext) -> None:
         if classifier.name in taken:
             raise ConfigError(f"classifiers[{i}].name: {classifier.name!r} is already a column "
                               f"({taken[classifier.name]})")
+        remote_gpu = classifier.device == "cuda" and ctx.release.runner.kind != "local"  # the workers may have one
         try:
-            classifiers_.load(classifier)
+            classifiers_.load(classifier.model_copy(update={"device": "cpu"}) if remote_gpu else classifier)
         except ImportError as exc:
             raise ConfigError(f"classifiers[{i}]: kind {classifier.kind} needs {exc.name}: pip install -e "
                               f"\".[lm]\"") from None
@@ -271,7 +274,16 @@ def _taken_columns() -> dict[str, str]:
     taken.update({f.name: f"stage {stage.name}" for stage in STAGES if not callable(stage.columns)
                   for f in stage.columns})
     taken.update({f.name: "score" for f in FIXED_COLUMNS} | {buckets_.COLUMN: "score buckets"})
+    taken["cluster"] = "stage mixture (CLIMB's clusters)"  # added by a global stage, not in a Stage's columns
     return taken
+
+
+def resolve(cfg: ScoreConfig, ctx: CheckContext) -> ScoreConfig:
+    """Each classifier with the digest of its model's files: a model replaced in place reruns score."""
+    if not cfg.classifiers:
+        return cfg
+    return cfg.model_copy(update={"classifiers": [c.model_copy(update={"digest": classifiers_.digest(c.path)})
+                                                  for c in cfg.classifiers]})
 
 
 def prepare(cfg: ScoreConfig, ctx: PhaseContext) -> tuple[ScoreConfig, list[Phase]]:
@@ -305,5 +317,5 @@ def fields(cfg: ScoreConfig) -> tuple[pa.Field, ...]:
             + ((pa.field(buckets_.COLUMN, pa.int16()),) if cfg.buckets else ()))
 
 
-STAGE = Stage(name=NAME, config=ScoreConfig, check=check, run=run, produces=produces, report=report,
-              columns=fields, prepare=prepare)
+STAGE = Stage(name=NAME, config=ScoreConfig, check=check, resolve=resolve, run=run, produces=produces,
+              report=report, columns=fields, prepare=prepare)
