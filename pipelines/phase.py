@@ -78,14 +78,18 @@ class Envelope:
         return run_task(task)
 
 
+READ_LATER = {"read_later": True}  # a setting of a stage that a later stage acts on (score's buckets, select)
+
+
 def fingerprint_data(cfg: BaseModel) -> dict:
     """A config as its fingerprint sees it: blocks (nested configs) that are absent and rules that are
     off are left out, so adding one of either does not invalidate finished work; nor do settings marked
-    not fingerprinted (how a step runs, e.g. its memory limit)."""
+    not fingerprinted (how a step runs, e.g. its memory limit) or READ_LATER (the later stage's task that
+    reads them has them in its own fingerprint; the manifest keeps them)."""
     data = cfg.model_dump(mode="json")
     for name, spec in type(cfg).model_fields.items():
         value = getattr(cfg, name)
-        if not_fingerprinted(spec):
+        if not_fingerprinted(spec) or (spec.json_schema_extra or {}).get("read_later"):
             del data[name]
         elif (value is None and _is_block(spec.annotation)) or (isinstance(value, RuleConfig) and not value.enabled):
             del data[name]

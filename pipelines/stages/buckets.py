@@ -2,13 +2,14 @@
 bucket over the pool (0 ... n-1, each holding 1/n of the pool's tokens), and the buckets of the
 classifiers are combined (`max`, Nemotron-CC's choice, or the `mean` rounded down) into `quality_bucket`.
 
-The cut points are measured at run time, as select's top_fraction thresholds are: once the documents
-entering score are written (or straight from the input files when score comes first), one task
-(`score buckets`) takes a seeded sample of them (the smallest seeded hash of their id, so the sample
-depends on neither the workers nor the parts), scores it with
-the classifiers, weighs each document by its tokens (the release's tokenizer) or as one, and writes
-OUT/score/_buckets.json (the manifest shows it). The documents phase then puts each document in the
-bucket of its score: the number of cut points at or below it (a tie spanning buckets takes the middle one).
+`stages.score.buckets` asks for them; the cut points are measured at run time, as select's
+top_fraction thresholds are: once every part is scored, one task (`score buckets`) takes a seeded
+sample of the scored documents (the smallest seeded hash of their id, so the sample depends on
+neither the workers nor the parts), reads their stored scores (the models never run twice), weighs
+each document by its tokens (the release's tokenizer) or as one, and writes OUT/score/_buckets.json
+(the manifest shows it). The `select` stage, which reads every part's scored documents, then puts each
+document in the bucket of its score (the number of cut points at or below it; a tie spanning buckets
+takes the middle one) before its rules, so changing `buckets` reruns select, not score.
 """
 
 import functools
@@ -16,20 +17,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import pyarrow as pa
 from pydantic import Field
 
 from pipelines import io
-from pipelines.shard_task import Documents, ShardTask
+from pipelines.shard_task import ShardTask
 from pipelines.stage import Upstream
-from scorers import classifiers
 from scorers._config import StrictModel
 
 if TYPE_CHECKING:
     from pipelines.stages.score import ScoreConfig
 
 COLUMN = "quality_bucket"
+FIELD = pa.field(COLUMN, pa.int16())
 FILE = "_buckets.json"  # under OUT/score/
-SCORE_BATCH = 256  # sampled documents scored at once
 
 
 class BucketsConfig(StrictModel):
@@ -105,35 +106,36 @@ class BucketTask:
         return io.join(self.output, "score", "_SUCCESS.buckets")
 
     def fingerprint(self) -> str:
-        buckets = self.cfg.buckets
-        used = [c.model_dump(mode="json") for c in self.cfg.bucketed()]
-        return io.sha256_json({"buckets": buckets.model_dump(mode="json"), "classifiers": used,
+        buckets = self.cfg.buckets  # the scores come with the upstream fingerprints (score's config is in them)
+        return io.sha256_json({"buckets": buckets.model_dump(mode="json"),
                                "tokenizer": self.tokenizer if buckets.weight == "tokens" else None,
                                "upstream": [[shard.part, up.fingerprint] for shard, up in self.inputs]})
 
     def run(self) -> dict:
         buckets = self.cfg.buckets
-        chosen = self._sample()
-        scores: dict[str, list[np.ndarray]] = {c.name: [] for c in self.cfg.bucketed()}
-        weights = []
+        names = buckets.classifiers
         tok = None
         if buckets.weight == "tokens":
             from tokenize_stage.tokenizers import load_tokenizer
 
             tok = load_tokenizer(self.tokenizer)
-        for texts in self._texts(chosen):
-            for c in self.cfg.bucketed():
-                scores[c.name].append(classifiers.score(c, texts))
-            weights.append(np.array([len(ids) for ids in tok.encode_batch(texts)] if tok else [1] * len(texts)))
+        scores: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        weights = []
+        for batch in self._chosen(self._sample(), names + (["text"] if tok else [])):
+            for name in names:
+                scores[name].append(batch.column(name).to_numpy(zero_copy_only=False))
+            weights.append(np.array([len(ids) for ids in tok.encode_batch(
+                [t or "" for t in batch.column("text").to_pylist()])]) if tok else np.ones(batch.num_rows, np.int64))
         weight = np.concatenate(weights) if weights else np.empty(0, np.int64)
-        result = {"n": buckets.n, "combine": buckets.combine, "weight": buckets.weight, "sample": buckets.sample,
-                  "seed": buckets.seed, "sampled": int(len(weight)), "weight_total": int(weight.sum()),
+        result = {"classifiers": names, "n": buckets.n, "combine": buckets.combine, "weight": buckets.weight,
+                  "sample": buckets.sample, "seed": buckets.seed, "sampled": int(len(weight)),
+                  "weight_total": int(weight.sum()),
                   "cuts": {name: cut_points(np.concatenate(got) if got else np.empty(0), weight, buckets.n)
                            for name, got in scores.items()}}
         io.write_json_atomic(self.path, result)
         return {}
 
-    def _sample(self) -> dict[int, set[int]]:
+    def _sample(self) -> dict[int, np.ndarray]:
         """Rows (per input index) of the `sample` documents with the smallest seeded hash of their id,
         in bounded memory: (hash, input, row) triples trimmed whenever they pass twice the sample."""
         from pipelines.mixture.sampling import seeded_keys  # here: the mixture package imports the stages
@@ -142,7 +144,8 @@ class BucketTask:
         kept = np.empty((0, 3), dtype=np.uint64)
         for i, (shard, upstream) in enumerate(self.inputs):
             row = 0
-            for ids in _ids(shard, upstream):
+            for batch in io.iter_batches(shard.path(upstream.stage), ["id"]):
+                ids = batch.column("id").to_pylist()
                 rows = np.arange(row, row + len(ids), dtype=np.uint64)
                 kept = np.vstack([kept, np.column_stack([seeded_keys(ids, self.cfg.buckets.seed),
                                                          np.full(len(ids), i, np.uint64), rows])])
@@ -150,29 +153,30 @@ class BucketTask:
                 if len(kept) > 2 * size:
                     kept = kept[np.lexsort(kept.T[::-1])][:size]
         kept = kept[np.lexsort(kept.T[::-1])][:size]
-        return {int(i): set(kept[kept[:, 1] == i, 2].tolist()) for i in np.unique(kept[:, 1])}
+        return {int(i): np.sort(kept[kept[:, 1] == i, 2]).astype(np.int64) for i in np.unique(kept[:, 1])}
 
-    def _texts(self, chosen: dict[int, set[int]]):
-        """The chosen documents' texts, SCORE_BATCH at a time, in input and row order."""
-        pending: list[str] = []
+    def _chosen(self, chosen: dict[int, np.ndarray], columns: list[str]):
+        """The chosen documents' `columns`, a row group at a time, in input and row order."""
         for i, rows in sorted(chosen.items()):
             shard, upstream = self.inputs[i]
-            for row, doc in enumerate(Documents(shard, upstream.stage)):
-                if row in rows:
-                    pending.append(doc.get("text") or "")
-                if len(pending) == SCORE_BATCH:
-                    yield pending
-                    pending = []
-        if pending:
-            yield pending
+            row = 0
+            for batch in io.iter_batches(shard.path(upstream.stage), columns):
+                local = rows[(rows >= row) & (rows < row + batch.num_rows)] - row
+                row += batch.num_rows
+                if len(local):
+                    yield batch.take(pa.array(local))
 
 
-def _ids(shard: ShardTask, upstream: Upstream):
-    """A part's ids, a batch at a time: the id column of a stage's output, or the input file's records."""
-    if upstream.stage is None:
-        yield from ([d["id"] for d in batch] for batch in Documents(shard, None).batches())
-    else:
-        yield from (batch.column("id").to_pylist() for batch in io.iter_batches(shard.path(upstream.stage), ["id"]))
+def put_in_buckets(docs: list[dict], measured: dict) -> dict[str, float]:
+    """Sets each document's quality_bucket from the measured cut points; returns the histogram counts for
+    the stats table (`hist.quality_bucket.<k>`)."""
+    per_classifier = [assign(np.array([d.get(name) for d in docs], dtype=float), measured["cuts"][name])
+                      for name in measured["classifiers"]]
+    counts: dict[str, float] = {}
+    for doc, bucket in zip(docs, combine(per_classifier, measured["combine"]).tolist() if docs else []):
+        doc[COLUMN] = bucket
+        counts[f"hist.{COLUMN}.{bucket}"] = counts.get(f"hist.{COLUMN}.{bucket}", 0) + 1
+    return counts
 
 
 def used(cfg: "ScoreConfig | None", output: str) -> dict | None:

@@ -6,15 +6,15 @@ changing one reruns `select` and what follows, never the models.
 
 from collections.abc import Iterable
 
-import numpy as np
 import pyarrow as pa
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipelines import io
 from pipelines.documents import DOC_FIELDS
 from pipelines.errors import ConfigError
+from pipelines.phase import READ_LATER
 from pipelines.report_parts import columns, grouped_bars, table, top_series, views
-from pipelines.stage import CheckContext, Phase, PhaseContext, Stage, StageResult, Upstream
+from pipelines.stage import CheckContext, Stage, StageResult
 from pipelines.stages import buckets as buckets_
 from scorers import classifiers as classifiers_
 from scorers import langid
@@ -40,23 +40,23 @@ class ScoreConfig(StrictModel):
     """Model scores as columns. Documents in a language the models were not trained on are scored all the
     same and flagged: `score_flag = unseen_language.<lang>`. The stats have histograms per shard:
     `hist.preselect_score.0.x` (tenths), `hist.dataman_<criterion>.<1-5>`, `hist.domain.<name>`,
-    `hist.<classifier>.<bucket>` (tenths for a probability, whole numbers for a regression head) and
-    `hist.quality_bucket.<k>`."""
+    `hist.<classifier>.<bucket>` (tenths for a probability, whole numbers for a regression head); select
+    counts `hist.quality_bucket.<k>`."""
 
     preselect: PreSelectStageConfig | None = Field(None, description="PreSelect scorer")
     dataman: DatamanStageConfig | None = Field(None, description="DataMan students")
     classifiers: list[classifiers_.ClassifierConfig] = Field(
         default_factory=list, description="classifiers users bring, each adding the column `name`: "
                                           "{name, kind: fasttext, path, label} or {name, kind: hf, path, head, ...}")
-    buckets: buckets_.BucketsConfig | None = Field(None, description="Nemotron-CC's ensemble buckets: adds "
-                                                                     "quality_bucket (0 ... n-1)")
+    buckets: buckets_.BucketsConfig | None = Field(None, json_schema_extra=READ_LATER,
+                                                   description="Nemotron-CC's ensemble buckets: adds quality_bucket "
+                                                               "(0 ... n-1), put on documents by select once every "
+                                                               "part is scored (changing it reruns select, not score)")
     flag_languages: bool = Field(True, description="flag documents in languages the models did not see in "
                                                    "training; uses the filter's `language`, else identifies the "
                                                    "first 200 characters (about 12 % of the stage's time)")
 
     select: None = Field(None, exclude=True, description="moved: the rules are `stages.select` now")
-
-    _buckets: tuple[str, str] | None = PrivateAttr(None)  # the cut points file and its task's fingerprint
 
     @model_validator(mode="after")
     def _names(self) -> "ScoreConfig":
@@ -85,13 +85,6 @@ class ScoreConfig(StrictModel):
                    if c.kind == "fasttext" and "trained_ids" in classifiers_.sidecar(c.path)]
         return tuple(models)
 
-    def with_buckets(self, path: str, fingerprint: str) -> "ScoreConfig":
-        """A copy that reads its bucket cut points from `path`, written by the task with `fingerprint` (not
-        in dumps or fingerprints: the cut points follow from the upstream data and this config, which are)."""
-        copy = self.model_copy()
-        copy._buckets = (path, fingerprint)
-        return copy
-
     @field_validator("select", mode="before")
     @classmethod
     def _select_moved(cls, rules):
@@ -112,22 +105,11 @@ def run(docs: Iterable[dict], cfg: ScoreConfig) -> StageResult:
     for classifier in cfg.classifiers:
         for doc, value in zip(batch, classifiers_.score(classifier, [d["text"] or "" for d in batch]).tolist()):
             doc[classifier.name] = value
-    if cfg.buckets is not None and batch:
-        _put_in_buckets(batch, cfg)
     trained = [scorer.info.get("languages") if scorer else None, students.languages if students else None]
     trained += [classifiers_.sidecar(c.path).get("languages") for c in cfg.classifiers]
     if cfg.flag_languages:
         _flag_unseen_languages(batch, [langs for langs in trained if langs])
     return StageResult(docs=batch, metrics=_histograms(batch, cfg))
-
-
-def _put_in_buckets(docs: list[dict], cfg: ScoreConfig) -> None:
-    if cfg._buckets is None:
-        raise ValueError("score: buckets need the cut points measured by the release (prepare)")
-    cuts = buckets_.measured(*cfg._buckets)["cuts"]
-    per_classifier = [buckets_.assign(np.array([d[c.name] for d in docs]), cuts[c.name]) for c in cfg.bucketed()]
-    for doc, bucket in zip(docs, buckets_.combine(per_classifier, cfg.buckets.combine).tolist()):
-        doc[buckets_.COLUMN] = bucket
 
 
 # the language of a document the filter did not identify, from its head: enough to flag, and cheap
@@ -150,14 +132,14 @@ def _flag_unseen_languages(docs: list[dict], trained: list[dict]) -> None:
 
 def _histograms(docs: list[dict], cfg: ScoreConfig) -> dict[str, float]:
     """Counts for the stats table (per shard, so per source): preselect_score in tenths, each DataMan
-    rating value and each domain, each classifier's column and quality_bucket, over every scored document
-    (kept or not)."""
+    rating value and each domain, each classifier's column, over every scored document (kept or not;
+    select counts quality_bucket)."""
     counts: dict[str, float] = {}
     for doc in docs:
         keys = []
         if doc.get("preselect_score") is not None:
             keys.append(f"hist.preselect_score.{min(int(doc['preselect_score'] * 10), 9) / 10:.1f}")
-        keys += [f"hist.{c}.{doc[c]}" for c in DATAMAN_COLUMNS + ("domain", buckets_.COLUMN) if doc.get(c) is not None]
+        keys += [f"hist.{c}.{doc[c]}" for c in DATAMAN_COLUMNS + ("domain",) if doc.get(c) is not None]
         keys += [f"hist.{c.name}.{classifiers_.histogram_bucket(c, doc[c.name])}" for c in cfg.classifiers]
         for key in keys:
             counts[key] = counts.get(key, 0) + 1
@@ -170,8 +152,8 @@ def report(con, output: str) -> list[str]:
     scores per domain too (a GROUP BY over the scored documents)."""
     families: dict[str, list[tuple[str, str, float]]] = {}
     for source, metric, value in con.execute(
-            "SELECT coalesce(source, '(none)'), metric, sum(value) FROM stats WHERE stage = ? AND metric LIKE 'hist.%' "
-            "GROUP BY ALL ORDER BY 2, 1", [NAME]).fetchall():
+            "SELECT coalesce(source, '(none)'), metric, sum(value) FROM stats WHERE stage IN (?, 'select') "
+            "AND metric LIKE 'hist.%' GROUP BY ALL ORDER BY 2, 1", [NAME]).fetchall():  # select: quality_bucket
         family, bucket = metric[len("hist."):].split(".", 1)  # a column has no dot; a bucket may (0.3)
         families.setdefault(family, []).append((source, bucket, value))
     if not families:
@@ -250,6 +232,9 @@ def check(cfg: ScoreConfig, ctx: CheckContext) -> None:
             Students(cfg.dataman.models)
         except FileNotFoundError as exc:
             raise ConfigError(f"dataman.models: {exc}") from None
+    if cfg.buckets is not None and ctx.release.stages.select is None:
+        raise ConfigError("buckets: the select stage puts documents in their quality buckets once every part is "
+                          "scored: add one (`select: []` keeps every document)")
     taken = _taken_columns()
     for i, classifier in enumerate(cfg.classifiers):
         if classifier.name in taken:
@@ -286,22 +271,6 @@ def resolve(cfg: ScoreConfig, ctx: CheckContext) -> ScoreConfig:
                                                   for c in cfg.classifiers]})
 
 
-def prepare(cfg: ScoreConfig, ctx: PhaseContext) -> tuple[ScoreConfig, list[Phase]]:
-    """With buckets: the cut points task over every part's documents, before the documents phase; every
-    part's upstream fingerprint then includes it, so new cut points rerun score."""
-    if cfg.buckets is None:
-        return cfg, []
-    from tokenize_stage import release_tokenizer
-
-    task = buckets_.BucketTask(ctx.release.output, cfg, tuple((s, ctx.upstream[s.part]) for s in ctx.shards),
-                               release_tokenizer(ctx.release))
-    cuts = task.fingerprint()
-    for part, upstream in ctx.upstream.items():
-        ctx.upstream[part] = Upstream(upstream.stage, io.sha256_json({"upstream": upstream.fingerprint,
-                                                                      "buckets": cuts}))
-    return cfg.with_buckets(task.path, cuts), [Phase("score buckets", (NAME,), [task])]
-
-
 def produces(cfg: ScoreConfig) -> list[str]:
     return ((["preselect_score"] if cfg.preselect else []) + (list(DATAMAN_COLUMNS) + ["domain"] if cfg.dataman else [])
             + [c.name for c in cfg.classifiers] + ([buckets_.COLUMN] if cfg.buckets else []))
@@ -312,10 +281,9 @@ FIXED_COLUMNS = (pa.field("preselect_score", pa.float64()), *(pa.field(c, pa.int
 
 
 def fields(cfg: ScoreConfig) -> tuple[pa.Field, ...]:
-    """The fixed columns (null where not produced), then a float64 per classifier and quality_bucket."""
-    return (FIXED_COLUMNS + tuple(pa.field(c.name, pa.float64()) for c in cfg.classifiers)
-            + ((pa.field(buckets_.COLUMN, pa.int16()),) if cfg.buckets else ()))
+    """The fixed columns (null where not produced), then a float64 per classifier (select adds quality_bucket)."""
+    return FIXED_COLUMNS + tuple(pa.field(c.name, pa.float64()) for c in cfg.classifiers)
 
 
 STAGE = Stage(name=NAME, config=ScoreConfig, check=check, resolve=resolve, run=run, produces=produces,
-              report=report, columns=fields, prepare=prepare)
+              report=report, columns=fields)

@@ -30,6 +30,7 @@ from pipelines.phase import fingerprint_data
 from pipelines.report_parts import table
 from pipelines.shard_task import ShardTask
 from pipelines.stage import CheckContext, Phase, PhaseContext, Stage, StageResult, Upstream
+from pipelines.stages import buckets
 from scorers._config import StrictModel
 from scorers.classifiers import COLUMN_NAME, sidecar
 from scorers.preselect import threshold_for_fraction
@@ -70,17 +71,19 @@ class SelectConfig(RootModel[list[SelectStageRule]]):
 
     model_config = {"frozen": True}
     _thresholds: tuple[str, str] | None = PrivateAttr(None)  # the thresholds file and its task's fingerprint
+    _buckets: tuple[str, str] | None = PrivateAttr(None)  # score's quality bucket cut points, likewise
 
     @property
     def measures_thresholds(self) -> bool:
         """Whether a rule has `top_fraction` (its threshold is measured by the release)."""
         return any(rule.top_fraction is not None for rule in self.root)
 
-    def with_thresholds(self, path: str, fingerprint: str) -> "SelectConfig":
-        """A copy that reads its top_fraction thresholds from `path`, written by the task with `fingerprint`
-        (not in dumps or fingerprints: the thresholds follow from the upstream data and the rules, which are)."""
+    def measured(self, thresholds: tuple[str, str] | None, buckets: tuple[str, str] | None) -> "SelectConfig":
+        """A copy that reads its top_fraction thresholds and score's quality bucket cut points from the files
+        (path, fingerprint of the task that writes it) given (not in dumps or fingerprints: they follow from
+        the upstream data and the configs, which are)."""
         copy = SelectConfig(self.root)  # a new instance: model_copy would share the private attributes
-        copy._thresholds = (path, fingerprint)
+        copy._thresholds, copy._buckets = thresholds, buckets
         return copy
 
 
@@ -94,6 +97,9 @@ def outside(rule: SelectRule, value) -> bool:
 def run(docs: Iterable[dict], cfg: SelectConfig) -> StageResult:
     rules = _with_thresholds(cfg)
     result = StageResult()
+    if cfg._buckets is not None:
+        docs = [dict(d) for d in docs]  # a run must not change its input dicts
+        result.metrics = buckets.put_in_buckets(docs, buckets.measured(*cfg._buckets))
     for doc in docs:
         failed = next((rule for rule in rules if outside(rule, doc.get(rule.column))), None)
         if failed is None:
@@ -128,26 +134,36 @@ def check(cfg: SelectConfig, ctx: CheckContext) -> None:
             raise ConfigError(f"[{i}].column: {rule.column} is not produced by the stages configured before select")
         if rule.top_fraction is None:
             continue
-        if rule.column == "domain":
-            raise ConfigError(f"[{i}].top_fraction: needs a numeric column, not domain")
+        if rule.column in ("domain", buckets.COLUMN):
+            raise ConfigError(f"[{i}].top_fraction: needs a numeric score column, not {rule.column} (use min)")
         for key in ("min", "values"):
             if getattr(rule, key) is not None:
                 raise ConfigError(f"[{i}].{key}: not with top_fraction (its threshold is the lowest value kept)")
 
 
 def prepare(cfg: SelectConfig, ctx: PhaseContext) -> tuple[SelectConfig, list[Phase]]:
-    """With a top_fraction rule: the thresholds task over every part's documents, before the documents
-    phase; every part's upstream fingerprint then includes it, so new thresholds rerun select."""
-    if not cfg.measures_thresholds:
-        return cfg, []
+    """With a top_fraction rule, the thresholds task, and with score's `buckets`, the cut points task, over
+    every part's scored documents, before the documents phase; every part's upstream fingerprint then
+    includes theirs, so new thresholds or cut points rerun select (never the models)."""
     score = ctx.release.stages.score
-    task = ThresholdTask(ctx.release.output, cfg, tuple((s, ctx.upstream[s.part]) for s in ctx.shards),
-                         score.trained_models() if score is not None else ())
-    thresholds = task.fingerprint()
+    inputs = tuple((s, ctx.upstream[s.part]) for s in ctx.shards)
+    phases, files = [], {}
+    if cfg.measures_thresholds:
+        task = ThresholdTask(ctx.release.output, cfg, inputs, score.trained_models() if score is not None else ())
+        phases.append(Phase("select thresholds", (NAME,), [task]))
+        files["thresholds"] = (task.path, task.fingerprint())
+    if score is not None and score.buckets is not None:
+        from tokenize_stage import release_tokenizer
+
+        task = buckets.BucketTask(ctx.release.output, score, inputs, release_tokenizer(ctx.release))
+        phases.append(Phase("score buckets", (NAME,), [task]))
+        files["buckets"] = (task.path, task.fingerprint())
+    if not phases:
+        return cfg, []
     for part, upstream in ctx.upstream.items():
         ctx.upstream[part] = Upstream(upstream.stage, io.sha256_json({"upstream": upstream.fingerprint,
-                                                                      "thresholds": thresholds}))
-    return cfg.with_thresholds(task.path, thresholds), [Phase("select thresholds", (NAME,), [task])]
+                                                                      **{k: fp for k, (_, fp) in files.items()}}))
+    return cfg.measured(files.get("thresholds"), files.get("buckets")), phases
 
 
 @dataclass(frozen=True)
@@ -262,4 +278,14 @@ def report(con, output: str) -> list[str]:
                   rows, "select_thresholds")]
 
 
-STAGE = Stage(name=NAME, config=SelectConfig, check=check, run=run, prepare=prepare, report=report)
+def fields(cfg: SelectConfig) -> tuple[pa.Field, ...]:
+    """quality_bucket, when score has buckets (select puts documents in them: every part must be scored first)."""
+    return (buckets.FIELD,) if cfg._buckets is not None else ()
+
+
+def produces(cfg: SelectConfig) -> list[str]:
+    return []  # quality_bucket counts as score's, whose config asks for it
+
+
+STAGE = Stage(name=NAME, config=SelectConfig, check=check, run=run, prepare=prepare, report=report, columns=fields,
+              produces=produces)
