@@ -88,7 +88,7 @@ def measured(path: str, fingerprint: str) -> dict:
 
 @dataclass(frozen=True)
 class BucketTask:
-    """The one step over the pool entering score: every bucketed classifier's cut points."""
+    """The one step over the scored pool: the cut points of every classifier `buckets` names."""
 
     output: str
     cfg: "ScoreConfig"
