@@ -227,7 +227,7 @@ def bench_hf(docs: list[dict], n: int, batch_size: int, max_tokens: int) -> dict
           f"of {BATCH_DOCS}, {tokens:,} tokens after truncation to {max_tokens}, batch {batch_size}; BERT 4 x 256 "
           f"built in {build_s:.1f} s")
     assert tokens == sum(map(len, ids)), "the two count different tokens"
-    print(f"tokenizing alone, in both: {tokenize_s:.1f} s (whole texts, {sum(map(len, texts)) / 1e6:.1f} M characters, "
+    print(f"the plain loop tokenizes whole texts: {tokenize_s:.1f} s ({sum(map(len, texts)) / 1e6:.1f} M characters, "
           f"the longest {max(map(len, texts)):,}, then cut: {sum(len(i) == max_tokens for i in ids)} are cut)")
     for name, label in (("score", "scorers.classifiers.score"), ("plain", "plain transformers loop")):
         print(f"{label + ':':<27}{seconds[name]:.1f} s, {tokens / seconds[name]:,.0f} tokens/s")
