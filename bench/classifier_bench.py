@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from extract_filter import ROOT, WORK, measure
+from extract_filter import ROOT, WORK
+from score_bench import score_seconds
 
 sys.path.insert(0, str(ROOT))
 from pipelines.readers import SourceConfig, read_shard  # noqa: E402
@@ -87,14 +88,8 @@ def run_stage(corpus: Path, model: Path, flag: str) -> tuple[float, float, float
     """(seconds inside the score stage, peak RSS of the worker process tree's largest process in MB, the
     score task's own peak RSS from the run log) of a one-worker release whose only stage is score."""
     out = OUT / f"stage-{flag}"
-    subprocess.run(["rm", "-rf", str(out)], check=True)
-    config = OUT / f"stage-{flag}.yaml"
-    config.write_text(STAGE_CONFIG.format(out=out, corpus=corpus, model=model, flag=flag))
-    result = measure([str(ROOT / ".venv/bin/gristmill"), "run", str(config), "--quiet"])
-    log = json.loads(next((out / "_logs").glob("run-*.json")).read_text())
-    scored = [r for r in log["reports"] if "score" in r["stages"]]
-    return (sum(r["stages"]["score"]["seconds"] for r in scored), result["peak_rss_worker_mb"],
-            max(r["peak_rss_mb"] for r in scored))
+    return score_seconds(STAGE_CONFIG.format(out=out, corpus=corpus, model=model, flag=flag), out,
+                         OUT / f"stage-{flag}.yaml")
 
 
 def bench_fasttext(docs: list[dict], target_docs: int, repeat: int) -> dict:

@@ -25,16 +25,24 @@ stages: {{score: {{preselect: {{model: {model}}}, flag_languages: {flag}}}}}
 """
 
 
+def score_seconds(config_text: str, out, config) -> tuple[float, float, float]:
+    """(seconds inside the score stage, peak RSS of the worker process tree's largest process in MB, the
+    score tasks' own peak RSS from the run log) of a release (`config_text` writes to `out`)."""
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    config.write_text(config_text)
+    result = measure([str(ROOT / ".venv/bin/gristmill"), "run", str(config), "--quiet"])
+    log = json.loads(next((out / "_logs").glob("run-*.json")).read_text())
+    scored = [r for r in log["reports"] if "score" in r["stages"]]
+    return (sum(r["stages"]["score"]["seconds"] for r in scored), result["peak_rss_worker_mb"],
+            max(r["peak_rss_mb"] for r in scored))
+
+
 def run_stage(corpus, flag: str) -> tuple[float, float]:
     """(seconds inside the score stage, peak worker RSS in MB) of a one-worker release."""
     out = WORK / f"score-out-{flag}"
-    subprocess.run(["rm", "-rf", str(out)], check=True)
-    config = WORK / f"score-{flag}.yaml"
-    config.write_text(CONFIG.format(out=out, corpus=corpus, model=MODEL, flag=flag))
-    result = measure([str(ROOT / ".venv/bin/gristmill"), "run", str(config), "--quiet"])
-    log = json.loads(next((out / "_logs").glob("run-*.json")).read_text())
-    return sum(r["stages"]["score"]["seconds"] for r in log["reports"] if "score" in r["stages"]), \
-        result["peak_rss_worker_mb"]
+    seconds, rss, _ = score_seconds(CONFIG.format(out=out, corpus=corpus, model=MODEL, flag=flag), out,
+                                    WORK / f"score-{flag}.yaml")
+    return seconds, rss
 
 
 def main() -> None:
