@@ -145,12 +145,16 @@ def test_trained_classifier_scores_a_release_as_fasttext_predicts(tmp_path, pool
 def test_top_fraction_leaves_out_what_the_classifier_was_trained_on(tmp_path, target_model):
     trained = set(json.loads(Path(f"{target_model}.json").read_text())["trained_ids"])
     cfg = release(tmp_path, "tf", [f"{{name: target, kind: fasttext, path: {target_model}}}"], [str(VALIDATION)],
-                  select="target, top_fraction: 0.5")
+                  select="target, top_fraction: 0.5", buckets="{classifiers: [target], n: 4}")
     run_release(cfg, progress=False)
     rule = json.loads((Path(cfg.output) / "select/_thresholds.json").read_text())["rules"]["0"]
     ids = [json.loads(line)["id"] for line in VALIDATION.read_text().splitlines()]
     assert rule["excluded_trained"] == len(trained & set(ids)) > 0
     assert rule["sampled"] == len(ids) - rule["excluded_trained"]
+    cuts = json.loads((Path(cfg.output) / "score/_buckets.json").read_text())  # the cut points leave them out too
+    assert cuts["sampled"] == rule["sampled"]
+    kept = scored(Path(cfg.output), "select").values()
+    assert kept and all(d["target"] >= rule["threshold"] and 0 <= d["quality_bucket"] < 4 for d in kept)
 
 
 def test_a_model_replaced_in_place_reruns_score(tmp_path, pool):

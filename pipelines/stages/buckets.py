@@ -5,11 +5,12 @@ classifiers are combined (`max`, Nemotron-CC's choice, or the `mean` rounded dow
 `stages.score.buckets` asks for them; the cut points are measured at run time, as select's
 top_fraction thresholds are: once every part is scored, one task (`score buckets`) takes a seeded
 sample of the scored documents (the smallest seeded hash of their id, so the sample depends on
-neither the workers nor the parts), reads their stored scores (the models never run twice), weighs
-each document by its tokens (the release's tokenizer) or as one, and writes OUT/score/_buckets.json
-(the manifest shows it). The `select` stage, which reads every part's scored documents, then puts each
-document in the bucket of its score (the number of cut points at or below it; a tie spanning buckets
-takes the middle one) before its rules, so changing `buckets` reruns select, not score.
+neither the workers nor the parts; without the documents a classifier was trained on), reads their
+stored scores (the models never run twice), weighs each document by its tokens (the release's
+tokenizer) or as one, and writes OUT/score/_buckets.json (the manifest shows it). The `select` stage,
+which reads every part's scored documents, then puts each document in the bucket of its score (the
+number of cut points at or below it; a tie spanning buckets takes the middle one) before its rules,
+so changing `buckets` reruns select, not score.
 """
 
 import functools
@@ -23,6 +24,7 @@ from pydantic import Field
 from pipelines import io
 from pipelines.shard_task import ShardTask
 from pipelines.stage import Upstream
+from scorers import classifiers
 from scorers._config import StrictModel
 
 if TYPE_CHECKING:
@@ -141,19 +143,29 @@ class BucketTask:
         from pipelines.mixture.sampling import seeded_keys  # here: the mixture package imports the stages
 
         size = self.cfg.buckets.sample
+        trained = self._trained_ids()
         kept = np.empty((0, 3), dtype=np.uint64)
         for i, (shard, upstream) in enumerate(self.inputs):
             row = 0
             for batch in io.iter_batches(shard.path(upstream.stage), ["id"]):
                 ids = batch.column("id").to_pylist()
                 rows = np.arange(row, row + len(ids), dtype=np.uint64)
-                kept = np.vstack([kept, np.column_stack([seeded_keys(ids, self.cfg.buckets.seed),
-                                                         np.full(len(ids), i, np.uint64), rows])])
+                use = np.array([d not in trained for d in ids], dtype=bool)
+                kept = np.vstack([kept, np.column_stack([seeded_keys([d for d, u in zip(ids, use) if u],
+                                                                     self.cfg.buckets.seed),
+                                                         np.full(int(use.sum()), i, np.uint64), rows[use]])])
                 row += len(ids)
                 if len(kept) > 2 * size:
                     kept = kept[np.lexsort(kept.T[::-1])][:size]
         kept = kept[np.lexsort(kept.T[::-1])][:size]
         return {int(i): np.sort(kept[kept[:, 1] == i, 2]).astype(np.int64) for i in np.unique(kept[:, 1])}
+
+    def _trained_ids(self) -> set[str]:
+        """The documents a bucketed classifier was trained on (its sidecar's trained_ids): left out of the
+        sample, as select's top_fraction leaves them out, since their scores are not the pool's."""
+        models = dict(self.cfg.trained_models())
+        return {i for name in self.cfg.buckets.classifiers if name in models
+                for i in classifiers.sidecar(models[name]).get("trained_ids", ())}
 
     def _chosen(self, chosen: dict[int, np.ndarray], columns: list[str]):
         """The chosen documents' `columns`, a row group at a time, in input and row order."""
