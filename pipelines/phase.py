@@ -7,6 +7,7 @@ configs), and a body `run()` that writes its outputs and returns its report's me
 marker last: a task killed at any point leaves no marker and reruns.
 """
 
+import functools
 import os
 import resource
 import socket
@@ -76,6 +77,13 @@ class Envelope:
 
     def __call__(self, task: Task) -> dict:
         return run_task(task)
+
+
+@functools.lru_cache(maxsize=16)
+def task_output(path: str, fingerprint: str):
+    """A JSON file a global task wrote, read once per worker rather than per batch: the task with this
+    fingerprint always writes the same file (a new one has another fingerprint). Callers must not change it."""
+    return io.read_json(path)
 
 
 READ_LATER = {"read_later": True}  # a setting of a stage that a later stage acts on (score's buckets, select)

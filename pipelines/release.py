@@ -76,7 +76,7 @@ def _documents(ctx: PhaseContext, chain: list[tuple[Stage, object]], name: str) 
     tasks = []
     for shard in ctx.shards:
         upstream = ctx.upstream[shard.part]
-        # the input file itself, unless a prepare phase (score's buckets) put its fingerprint on it
+        # the input file itself, unless a stage's prepare phases put their fingerprint on it
         reads_input = upstream.stage is None and upstream.fingerprint == shard.fingerprint_upto(-1)
         task = replace(shard, chain=_chain(chain, shard.source.format), after=None if reads_input else upstream)
         if task.chain:

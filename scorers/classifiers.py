@@ -15,6 +15,7 @@ whatever the batch shapes, the worker count or the runner.
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 from typing import Literal
@@ -26,6 +27,7 @@ from scorers import fasttext_model
 from scorers._config import StrictModel
 from scorers.preselect import SCORE_DECIMALS
 
+log = logging.getLogger(__name__)
 COLUMN_NAME = r"^[a-z][a-z0-9_]*$"  # a DuckDB column and a stats key (hist.<name>.<bucket>) without quoting
 POSITIVE = "positive"  # the label `gristmill classifier train` gives the target class
 
@@ -90,6 +92,15 @@ def sidecar(path: str) -> dict:
             return json.load(fh)
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+
+
+def trained_ids(model: str) -> set[str]:
+    """The ids of the documents a model (PreSelect's, or one made by `gristmill classifier train`) was trained
+    on, from its sidecar: a top_fraction threshold or a bucket's cut points are measured without them."""
+    info = sidecar(model)
+    if "trained_ids" not in info:
+        log.warning("%s records no trained_ids (an older model): its training documents stay in the sample", model)
+    return set(info.get("trained_ids", ()))
 
 
 class FastTextClassifier:

@@ -13,7 +13,6 @@ number of cut points at or below it; a tie spanning buckets takes the middle one
 so changing `buckets` reruns select, not score.
 """
 
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -57,15 +56,11 @@ def cut_points(scores: np.ndarray, weights: np.ndarray, n: int) -> list[float]:
     order = np.argsort(scores, kind="stable")
     scores, weights = np.asarray(scores)[order], np.asarray(weights, dtype=np.int64)[order]
     below = np.concatenate([[0], np.cumsum(weights)[:-1]]) * n  # integer: weight before each document, times n
-    total = int(weights.sum())
-    cuts = []
-    for k in range(1, n):
-        first = int(np.searchsorted(below, k * total, side="left"))
-        if first < len(scores):
-            cuts.append(float(scores[first]))
-        else:  # the best document alone outweighs the buckets above: they stay empty
-            cuts.append(float(np.nextafter(scores[-1], np.inf)) if len(scores) else 0.0)
-    return cuts
+    if not len(scores):
+        return [0.0] * (n - 1)
+    first = np.searchsorted(below, np.arange(1, n) * int(weights.sum()), side="left")
+    # past the end: the best document alone outweighs the buckets above, which stay empty
+    return np.append(scores, np.nextafter(scores[-1], np.inf))[first].astype(float).tolist()
 
 
 def assign(values: np.ndarray, cuts: list[float]) -> np.ndarray:
@@ -80,12 +75,6 @@ def assign(values: np.ndarray, cuts: list[float]) -> np.ndarray:
 def combine(per_classifier: list[np.ndarray], how: str) -> np.ndarray:
     stacked = np.vstack(per_classifier)
     return stacked.max(axis=0) if how == "max" else np.floor(stacked.mean(axis=0)).astype(np.int64)
-
-
-@functools.lru_cache(maxsize=8)
-def measured(path: str, fingerprint: str) -> dict:
-    """The cut points file, read once per worker: the task with this fingerprint always writes the same one."""
-    return io.read_json(path)
 
 
 @dataclass(frozen=True)
@@ -164,8 +153,7 @@ class BucketTask:
         """The documents a bucketed classifier was trained on (its sidecar's trained_ids): left out of the
         sample, as select's top_fraction leaves them out, since their scores are not the pool's."""
         models = dict(self.cfg.trained_models())
-        return {i for name in self.cfg.buckets.classifiers if name in models
-                for i in classifiers.sidecar(models[name]).get("trained_ids", ())}
+        return set().union(*(classifiers.trained_ids(models[n]) for n in self.cfg.buckets.classifiers if n in models))
 
     def _chosen(self, chosen: dict[int, np.ndarray], columns: list[str]):
         """The chosen documents' `columns`, a row group at a time, in input and row order."""

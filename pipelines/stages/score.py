@@ -72,11 +72,6 @@ class ScoreConfig(StrictModel):
                                  f"{names}")
         return self
 
-    def bucketed(self) -> list[classifiers_.ClassifierConfig]:
-        """The classifiers that `buckets` combines, in its order."""
-        by_name = {c.name: c for c in self.classifiers}
-        return [by_name[name] for name in self.buckets.classifiers] if self.buckets else []
-
     def trained_models(self) -> tuple[tuple[str, str], ...]:
         """(column, model) of the models that record the documents they were trained on (a top_fraction
         threshold is measured without them): PreSelect's, and classifiers made by `gristmill classifier train`."""
@@ -94,16 +89,17 @@ class ScoreConfig(StrictModel):
 
 def run(docs: Iterable[dict], cfg: ScoreConfig) -> StageResult:
     batch = [dict(d) for d in docs]
+    texts = [d["text"] or "" for d in batch]  # what every model scores
     scorer = PreSelectScorer.load(cfg.preselect.model) if cfg.preselect else None
     students = Students(cfg.dataman.models) if cfg.dataman else None
     if scorer is not None and batch:
-        for doc, score in zip(batch, scorer.score([d["text"] or "" for d in batch])):
+        for doc, score in zip(batch, scorer.score(texts)):
             doc["preselect_score"] = round(float(score), SCORE_DECIMALS)  # stable across platforms
     if students is not None and batch:
-        for doc, ratings in zip(batch, students.rate([d["text"] or "" for d in batch])):
+        for doc, ratings in zip(batch, students.rate(texts)):
             doc.update(ratings)
     for classifier in cfg.classifiers:
-        for doc, value in zip(batch, classifiers_.score(classifier, [d["text"] or "" for d in batch]).tolist()):
+        for doc, value in zip(batch, classifiers_.score(classifier, texts).tolist()):
             doc[classifier.name] = value
     trained = [scorer.info.get("languages") if scorer else None, students.languages if students else None]
     trained += [classifiers_.sidecar(c.path).get("languages") for c in cfg.classifiers]

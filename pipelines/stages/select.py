@@ -12,8 +12,6 @@ reach `top_fraction` of the characters, at the scores' rounding. It writes OUT/s
 (the manifest shows it); the documents phase keeps values >= the threshold.
 """
 
-import functools
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
@@ -26,19 +24,18 @@ from pydantic import Field, PrivateAttr, RootModel
 from pipelines import io
 from pipelines.documents import reject
 from pipelines.errors import ConfigError
-from pipelines.phase import fingerprint_data
+from pipelines.phase import fingerprint_data, task_output
 from pipelines.report_parts import table
 from pipelines.shard_task import ShardTask
 from pipelines.stage import CheckContext, Phase, PhaseContext, Stage, StageResult, Upstream
 from pipelines.stages import buckets
 from scorers._config import StrictModel
-from scorers.classifiers import COLUMN_NAME, sidecar
+from scorers.classifiers import COLUMN_NAME, trained_ids
 from scorers.preselect import threshold_for_fraction
 
 NAME = "select"
 ScoreColumn = Annotated[str, Field(pattern=COLUMN_NAME)]  # a column some stage before fills (checked)
 THRESHOLDS = "_thresholds.json"  # under OUT/select/
-log = logging.getLogger(__name__)
 
 
 class SelectRule(StrictModel):
@@ -99,7 +96,7 @@ def run(docs: Iterable[dict], cfg: SelectConfig) -> StageResult:
     result = StageResult()
     if cfg._buckets is not None:
         docs = [dict(d) for d in docs]  # a run must not change its input dicts
-        result.metrics = buckets.put_in_buckets(docs, buckets.measured(*cfg._buckets))
+        result.metrics = buckets.put_in_buckets(docs, task_output(*cfg._buckets))
     for doc in docs:
         failed = next((rule for rule in rules if outside(rule, doc.get(rule.column))), None)
         if failed is None:
@@ -115,16 +112,9 @@ def _with_thresholds(cfg: SelectConfig) -> list[SelectRule]:
         return cfg.root
     if cfg._thresholds is None:
         raise ValueError("select: top_fraction rules need the thresholds measured by the release (prepare)")
-    measured = _measured(*cfg._thresholds)
+    measured = task_output(*cfg._thresholds)["rules"]
     return [rule if rule.top_fraction is None else rule.model_copy(update={"min": measured[str(i)]["threshold"]})
             for i, rule in enumerate(cfg.root)]
-
-
-@functools.lru_cache(maxsize=8)
-def _measured(path: str, fingerprint: str) -> dict:
-    """The thresholds file's rules, read once per worker rather than per batch: the task with this
-    fingerprint always writes the same file (a new one has another fingerprint)."""
-    return io.read_json(path)["rules"]
 
 
 def check(cfg: SelectConfig, ctx: CheckContext) -> None:
@@ -192,7 +182,7 @@ class ThresholdTask:
     def run(self) -> dict:
         rules = {i: rule for i, rule in enumerate(self.cfg.root) if rule.top_fraction is not None}
         models = dict(self.models)
-        samples = {i: _Sample(rule, _trained_ids(models[rule.column]) if rule.column in models else set())
+        samples = {i: _Sample(rule, trained_ids(models[rule.column]) if rule.column in models else set())
                    for i, rule in rules.items()}
         columns = sorted({rule.column for rule in rules.values()})
         for shard, upstream in self.inputs:
@@ -201,14 +191,6 @@ class ThresholdTask:
                     sample.add(batch)
         io.write_json_atomic(self.path, {"rules": {str(i): s.result(i) for i, s in samples.items()}})
         return {}
-
-
-def _trained_ids(model: str) -> set[str]:
-    info = sidecar(model)
-    if "trained_ids" not in info:
-        log.warning("%s records no trained_ids (an older model): its training documents stay in the threshold "
-                    "sample", model)
-    return set(info.get("trained_ids", ()))
 
 
 class _Sample:
